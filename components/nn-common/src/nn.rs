@@ -1,0 +1,182 @@
+//! A typed wrapper over the wasi-nn imports.
+//!
+//! A plugin loads its graph by name once, in `configure` (the host resolves
+//! only names the operator allowed for the component), creates one execution
+//! context, and reuses both for every `score`. Errors keep the wasi-nn error
+//! code and the back-end's message, so the host's logs say what failed.
+
+use std::fmt;
+
+use crate::bindings::wasi::nn::errors::{self, ErrorCode};
+use crate::bindings::wasi::nn::graph::{self, Graph};
+use crate::bindings::wasi::nn::inference::GraphExecutionContext;
+use crate::bindings::wasi::nn::tensor::Tensor;
+pub use crate::bindings::wasi::nn::tensor::TensorType;
+use crate::tensors::{f32_values, i64_le_bytes};
+
+/// A failed wasi-nn call: which one, the error code, and the back-end's data.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NnError {
+    /// What was being done, e.g. `load-by-name("all-minilm-l6-v2")`.
+    pub operation: String,
+    /// The wasi-nn error code, as written in WIT (`not-found`, ...).
+    pub code: &'static str,
+    /// The back-end's own message (`error.data()`), possibly empty.
+    pub data: String,
+}
+
+impl NnError {
+    fn new(operation: impl Into<String>, error: &errors::Error) -> Self {
+        Self {
+            operation: operation.into(),
+            code: error_code_name(error.code()),
+            data: error.data(),
+        }
+    }
+}
+
+impl fmt::Display for NnError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "wasi-nn {} failed: {}", self.operation, self.code)?;
+        if !self.data.is_empty() {
+            write!(f, ": {}", self.data)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for NnError {}
+
+/// The WIT name of a wasi-nn error code.
+pub fn error_code_name(code: ErrorCode) -> &'static str {
+    match code {
+        ErrorCode::InvalidArgument => "invalid-argument",
+        ErrorCode::InvalidEncoding => "invalid-encoding",
+        ErrorCode::Timeout => "timeout",
+        ErrorCode::RuntimeError => "runtime-error",
+        ErrorCode::UnsupportedOperation => "unsupported-operation",
+        ErrorCode::TooLarge => "too-large",
+        ErrorCode::NotFound => "not-found",
+        ErrorCode::Security => "security",
+        ErrorCode::Unknown => "unknown",
+    }
+}
+
+/// The WIT name of a tensor type.
+pub fn tensor_type_name(ty: TensorType) -> &'static str {
+    match ty {
+        TensorType::Fp16 => "FP16",
+        TensorType::Fp32 => "FP32",
+        TensorType::Fp64 => "FP64",
+        TensorType::Bf16 => "BF16",
+        TensorType::U8 => "U8",
+        TensorType::I32 => "I32",
+        TensorType::I64 => "I64",
+    }
+}
+
+/// A graph loaded by name, with its execution context.
+pub struct Model {
+    // Field order is drop order: the context goes before its graph.
+    context: GraphExecutionContext,
+    _graph: Graph,
+    name: String,
+}
+
+impl Model {
+    /// `load-by-name(name)`, then `init-execution-context`.
+    pub fn load(name: &str) -> Result<Self, NnError> {
+        let graph = graph::load_by_name(name)
+            .map_err(|e| NnError::new(format!("load-by-name({name:?})"), &e))?;
+        let context = graph
+            .init_execution_context()
+            .map_err(|e| NnError::new(format!("init-execution-context({name:?})"), &e))?;
+        Ok(Self {
+            context,
+            _graph: graph,
+            name: name.to_owned(),
+        })
+    }
+
+    /// The graph name this model was loaded by.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Run the graph on named input tensors (see [`i64_tensor`]).
+    pub fn compute(&self, inputs: Vec<(String, Tensor)>) -> Result<Outputs, NnError> {
+        self.context
+            .compute(inputs)
+            .map(Outputs)
+            .map_err(|e| NnError::new(format!("compute on {:?}", self.name), &e))
+    }
+}
+
+/// A named `I64` input tensor with dimensions `dims` and row-major `values`.
+pub fn i64_tensor(name: &str, dims: &[u32], values: &[i64]) -> (String, Tensor) {
+    (
+        name.to_owned(),
+        Tensor::new(dims, TensorType::I64, &i64_le_bytes(values)),
+    )
+}
+
+/// The named output tensors of one `compute`.
+pub struct Outputs(Vec<(String, Tensor)>);
+
+impl Outputs {
+    /// The names the back-end returned.
+    pub fn names(&self) -> Vec<&str> {
+        self.0.iter().map(|(n, _)| n.as_str()).collect()
+    }
+
+    /// The output called `name`, read as `FP32`, after checking that its
+    /// data length matches its dimensions. Returns the dimensions and the
+    /// values; the caller checks the dimensions are the ones it expects.
+    pub fn f32(&self, name: &str) -> Result<(Vec<u32>, Vec<f32>), String> {
+        let Some((_, tensor)) = self.0.iter().find(|(n, _)| n == name) else {
+            return Err(format!(
+                "the graph has no output named {name:?} (it returned {:?})",
+                self.names()
+            ));
+        };
+        let ty = tensor.ty();
+        if ty != TensorType::Fp32 {
+            return Err(format!(
+                "output {name:?} is {}, expected FP32",
+                tensor_type_name(ty)
+            ));
+        }
+        let dims = tensor.dimensions();
+        let values = f32_values(&dims, &tensor.data()).map_err(|e| format!("output {name:?}: {e}"))?;
+        Ok((dims, values))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_display_has_code_and_data() {
+        let e = NnError {
+            operation: "load-by-name(\"x\")".into(),
+            code: "not-found",
+            data: "no such graph".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "wasi-nn load-by-name(\"x\") failed: not-found: no such graph"
+        );
+        let e = NnError {
+            data: String::new(),
+            ..e
+        };
+        assert_eq!(e.to_string(), "wasi-nn load-by-name(\"x\") failed: not-found");
+    }
+
+    #[test]
+    fn names() {
+        assert_eq!(error_code_name(ErrorCode::TooLarge), "too-large");
+        assert_eq!(tensor_type_name(TensorType::I64), "I64");
+    }
+}

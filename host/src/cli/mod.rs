@@ -1,0 +1,190 @@
+//! Command-line front end: one struct per command, shared flags in
+//! [`GlobalArgs`]. Only this layer reads flags, environment and input files;
+//! everything below works on typed values.
+
+mod components;
+mod eval;
+mod rerank;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use nboost::RerankError;
+use nboost::nn::{BackendKind, NnOptions, Target};
+use nboost::registry::Manifest;
+use nboost::sandbox::EngineOptions;
+use nboost::service::{Reranker, RerankerConfig};
+
+/// nboost: rerank search results with sandboxed WebAssembly model plugins.
+#[derive(Debug, Parser)]
+#[command(name = "nboost", version, about)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Flags every command shares.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// The component manifest.
+    #[arg(long, global = true, env = "NBOOST_MANIFEST", default_value = "nboost.toml")]
+    manifest: PathBuf,
+    /// Engine that runs ONNX graphs for wasi-nn.
+    #[arg(long, global = true, env = "NBOOST_BACKEND", value_enum, default_value = "tract")]
+    backend: BackendKind,
+    /// Device for the graphs.
+    #[arg(long, global = true, env = "NBOOST_TARGET", value_enum, default_value = "cpu")]
+    target: Target,
+    /// Threads one inference may use (default: all cores).
+    #[arg(long, global = true, env = "NBOOST_THREADS")]
+    threads: Option<usize>,
+    /// Path of libonnxruntime.so for `--backend ort`.
+    #[arg(long, global = true, env = "ORT_DYLIB_PATH")]
+    ort_library: Option<PathBuf>,
+    /// Directory of libopenvino_c.so for `--backend openvino`.
+    #[arg(long, global = true, env = "OPENVINO_LIB_DIR")]
+    openvino_library: Option<PathBuf>,
+    /// Where compiled components are cached (default: .nboost-cache next to
+    /// the manifest).
+    #[arg(long, global = true, env = "NBOOST_CACHE_DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Do not read or write the compiled-component cache.
+    #[arg(long, global = true)]
+    no_cache: bool,
+    /// Per-call deadline in ms (host maximum).
+    #[arg(long, global = true, env = "NBOOST_DEADLINE_MS")]
+    deadline_ms: Option<u64>,
+    /// Per-instance memory cap in MiB (host maximum).
+    #[arg(long, global = true, env = "NBOOST_MEMORY_MIB")]
+    memory_mib: Option<u64>,
+    /// More logging (-v info, -vv debug); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Rerank passages for a query with a named component.
+    Rerank(rerank::RerankCommand),
+    /// List, inspect and check components.
+    #[command(subcommand)]
+    Components(components::ComponentsCommand),
+    /// Retrieval quality: BM25 top-k, reranked, scored against qrels.
+    Eval(eval::EvalCommand),
+    /// Throughput of one component on a fixed request.
+    Bench(rerank::BenchCommand),
+}
+
+/// A CLI failure: a message and an exit code.
+#[derive(Debug)]
+pub struct CliError {
+    err: anyhow::Error,
+    code: u8,
+}
+
+impl CliError {
+    /// Process exit code: 2 for the caller's mistakes, 1 for the rest.
+    pub fn exit_code(&self) -> u8 {
+        self.code
+    }
+}
+
+impl std::fmt::Display for CliError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if f.alternate() {
+            write!(f, "{:#}", self.err)
+        } else {
+            write!(f, "{}", self.err)
+        }
+    }
+}
+
+impl From<RerankError> for CliError {
+    fn from(e: RerankError) -> Self {
+        let code = if e.is_client_error() { 2 } else { 1 };
+        Self {
+            err: e.into(),
+            code,
+        }
+    }
+}
+
+impl From<anyhow::Error> for CliError {
+    fn from(err: anyhow::Error) -> Self {
+        Self { err, code: 1 }
+    }
+}
+
+impl Cli {
+    /// Run the chosen command.
+    pub fn run(self) -> Result<(), CliError> {
+        match self.command {
+            Command::Rerank(c) => c.run(&self.global),
+            Command::Components(c) => c.run(&self.global),
+            Command::Eval(c) => c.run(&self.global),
+            Command::Bench(c) => c.run(&self.global),
+        }
+    }
+}
+
+impl GlobalArgs {
+    fn config(&self, manifest: &Manifest) -> RerankerConfig {
+        let mut engine = EngineOptions::default();
+        if let Some(ms) = self.deadline_ms {
+            engine.limits.deadline_ms = ms.max(1);
+        }
+        if let Some(mib) = self.memory_mib {
+            engine.limits.max_memory_bytes = mib.max(1) << 20;
+        }
+        let mut nn = NnOptions {
+            backend: self.backend,
+            target: self.target,
+            ort_library: self.ort_library.clone(),
+            openvino_library: self.openvino_library.clone(),
+            ..NnOptions::default()
+        };
+        if let Some(t) = self.threads {
+            nn.threads = t.max(1);
+        }
+        let cache_dir = (!self.no_cache).then(|| {
+            self.cache_dir
+                .clone()
+                .unwrap_or_else(|| manifest.dir.join(".nboost-cache"))
+        });
+        RerankerConfig {
+            engine,
+            nn,
+            cache_dir,
+            max_idle_per_component: 4,
+        }
+    }
+
+    /// Load the manifest.
+    fn manifest(&self) -> Result<Manifest, CliError> {
+        Ok(Manifest::load(&self.manifest)?)
+    }
+
+    /// Load the manifest and build a reranker over it.
+    fn reranker(&self) -> Result<Reranker, CliError> {
+        let manifest = self.manifest()?;
+        let config = self.config(&manifest);
+        Ok(Reranker::new(manifest, config)?)
+    }
+}
+
+/// Log to stderr; `RUST_LOG` wins over `-v`.
+pub fn init_tracing(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug,cranelift_codegen=info,wasmtime_cranelift=info",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}

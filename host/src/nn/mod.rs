@@ -1,0 +1,523 @@
+//! Named graphs and the wasi-nn back-ends that run them.
+//!
+//! A plugin does no tensor maths: it calls `wasi:nn` and the host runs the
+//! graph natively. That host code runs *outside* the sandbox, so every value
+//! that crosses from the guest is treated as hostile:
+//!
+//! * a plugin can only `load-by-name`, and only the graphs its manifest entry
+//!   lists (each store gets its own [`AllowedGraphs`] registry); loading raw
+//!   graph bytes from the guest is not offered (no back-end is registered for
+//!   `load`, so it answers `invalid-encoding`);
+//! * every tensor's `dimensions x element size` must equal its data length,
+//!   and the bytes of one `compute` (inputs, then outputs) are capped, before
+//!   anything reaches a back-end ([`check_tensors`], [`LimitedGraph`]);
+//! * names, element types and ranks are checked against the graph's own
+//!   signature ([`GraphSignature`]) by each back-end;
+//! * back-end failures become wasi-nn errors, never panics; the cause is
+//!   logged here because wasi-nn's error resource drops it.
+//!
+//! Graphs load lazily, once per process, on first use, and are shared by all
+//! instances ([`NnHost`]). `WasiNnCtx` keys back-ends by encoding, so one host
+//! uses one ONNX back-end ([`BackendKind`]) for all its graphs.
+
+pub mod tract;
+
+#[cfg(feature = "ort")]
+pub mod ort;
+
+#[cfg(feature = "openvino")]
+pub mod openvino;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use once_cell::sync::OnceCell;
+use wasmtime_wasi_nn::backend::{
+    BackendError, BackendExecutionContext, BackendGraph, Id, NamedTensor,
+};
+use wasmtime_wasi_nn::wit::{TensorType, WasiNnCtx};
+use wasmtime_wasi_nn::{ExecutionContext, Graph, GraphRegistry, Tensor};
+
+use crate::RerankError;
+
+/// Which engine runs ONNX graphs in this host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BackendKind {
+    /// tract: pure Rust, always compiled in, no shared library needed.
+    Tract,
+    /// ONNX Runtime, loaded at run time from `libonnxruntime.so`.
+    Ort,
+    /// OpenVINO, loaded at run time from `libopenvino_c.so`.
+    Openvino,
+}
+
+/// Where a graph runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Target {
+    /// Host CPU.
+    Cpu,
+    /// A GPU (CUDA for ONNX Runtime, `GPU` device for OpenVINO).
+    Gpu,
+}
+
+/// Host-wide back-end settings.
+#[derive(Debug, Clone)]
+pub struct NnOptions {
+    /// The engine that runs every ONNX graph.
+    pub backend: BackendKind,
+    /// CPU or GPU.
+    pub target: Target,
+    /// Threads one inference may use.
+    pub threads: usize,
+    /// Path of `libonnxruntime.so` (else `ORT_DYLIB_PATH`).
+    pub ort_library: Option<PathBuf>,
+    /// Directory holding `libopenvino_c.so` (else `OPENVINO_LIB_DIR` or
+    /// `LD_LIBRARY_PATH`).
+    pub openvino_library: Option<PathBuf>,
+}
+
+impl Default for NnOptions {
+    fn default() -> Self {
+        Self {
+            backend: BackendKind::Tract,
+            target: Target::Cpu,
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            ort_library: None,
+            openvino_library: None,
+        }
+    }
+}
+
+/// A named graph as the manifest declares it.
+#[derive(Debug, Clone)]
+pub struct GraphSpec {
+    /// Name a plugin passes to `load-by-name`.
+    pub name: String,
+    /// The ONNX file.
+    pub path: PathBuf,
+    /// Expected `sha256:<hex>` of the file, if pinned.
+    pub sha256: Option<String>,
+}
+
+/// The name, element type and shape (`None` = dynamic) of one graph input or
+/// output.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TensorSpec {
+    /// Tensor name in the graph.
+    pub name: String,
+    /// Element type.
+    pub ty: TensorType,
+    /// Dimensions; `None` where the graph leaves a dimension free.
+    pub dims: Vec<Option<u64>>,
+}
+
+/// A graph's inputs and outputs.
+#[derive(Debug, Clone, Default)]
+pub struct GraphSignature {
+    /// Inputs, in graph order.
+    pub inputs: Vec<TensorSpec>,
+    /// Outputs, in graph order.
+    pub outputs: Vec<TensorSpec>,
+}
+
+impl GraphSignature {
+    /// Match guest tensors to the graph's inputs: every input given exactly
+    /// once, by name, with the right element type, rank and static dims.
+    /// Returns the tensors in graph input order.
+    pub fn order_inputs(&self, mut given: Vec<NamedTensor>) -> Result<Vec<Tensor>, BackendError> {
+        if given.len() != self.inputs.len() {
+            return Err(invalid(format!(
+                "the graph takes {} inputs ({}), {} were given",
+                self.inputs.len(),
+                self.inputs.iter().map(|i| i.name.as_str()).collect::<Vec<_>>().join(", "),
+                given.len()
+            )));
+        }
+        let mut ordered = Vec::with_capacity(self.inputs.len());
+        for spec in &self.inputs {
+            let pos = given.iter().position(|t| t.name == spec.name).ok_or_else(|| {
+                invalid(format!("missing input tensor `{}`", spec.name))
+            })?;
+            let t = given.swap_remove(pos).tensor;
+            let compatible = matches!(
+                (spec.ty, t.ty),
+                (a, b) if a == b
+            ) || (spec.ty == TensorType::I64 && t.ty == TensorType::I32);
+            if !compatible {
+                return Err(invalid(format!(
+                    "input `{}` must be {:?}, got {:?}",
+                    spec.name, spec.ty, t.ty
+                )));
+            }
+            if t.dimensions.len() != spec.dims.len() {
+                return Err(invalid(format!(
+                    "input `{}` must have rank {}, got dimensions {:?}",
+                    spec.name,
+                    spec.dims.len(),
+                    t.dimensions
+                )));
+            }
+            for (want, got) in spec.dims.iter().zip(&t.dimensions) {
+                if let Some(w) = want {
+                    if *w != u64::from(*got) {
+                        return Err(invalid(format!(
+                            "input `{}` has dimensions {:?}, the graph needs {:?}",
+                            spec.name, t.dimensions, spec.dims
+                        )));
+                    }
+                }
+            }
+            ordered.push(t);
+        }
+        Ok(ordered)
+    }
+}
+
+/// Bytes per element, for the element types our back-ends accept.
+pub fn element_size(ty: TensorType) -> Option<usize> {
+    match ty {
+        TensorType::Fp32 | TensorType::I32 => Some(4),
+        TensorType::I64 | TensorType::Fp64 => Some(8),
+        TensorType::Fp16 | TensorType::Bf16 => Some(2),
+        TensorType::U8 => Some(1),
+    }
+}
+
+/// Check that each tensor's dimensions and element size account for exactly
+/// its data, and that all of them together stay within `max_bytes`.
+pub fn check_tensors<'a>(
+    tensors: impl IntoIterator<Item = (&'a str, &'a Tensor)>,
+    max_bytes: usize,
+) -> Result<(), BackendError> {
+    let mut total = 0usize;
+    for (name, t) in tensors {
+        let elem = element_size(t.ty)
+            .ok_or_else(|| invalid(format!("tensor `{name}`: unsupported type {:?}", t.ty)))?;
+        let expected = t
+            .dimensions
+            .iter()
+            .try_fold(elem, |acc, d| acc.checked_mul(*d as usize))
+            .ok_or_else(|| {
+                BackendError::NotEnoughMemory(usize::MAX)
+            })?;
+        if expected != t.data.len() {
+            return Err(invalid(format!(
+                "tensor `{name}`: dimensions {:?} x {elem} bytes = {expected} bytes, but {} bytes of data were given",
+                t.dimensions,
+                t.data.len()
+            )));
+        }
+        total = total.saturating_add(expected);
+        if total > max_bytes {
+            return Err(BackendError::NotEnoughMemory(total));
+        }
+    }
+    Ok(())
+}
+
+/// A guest-caused tensor error. wasi-nn's `BackendError` has no "invalid
+/// argument" case that keeps its message, so this uses the one that does.
+pub fn invalid(msg: String) -> BackendError {
+    tracing::debug!(target: "nboost::nn", "rejected tensor: {msg}");
+    BackendError::UnsupportedTensorType(msg)
+}
+
+/// A back-end failure: logged with its cause (wasi-nn drops it on the way to
+/// the guest).
+pub fn backend_failure(context: &str, err: impl std::fmt::Display) -> BackendError {
+    tracing::error!(target: "nboost::nn", "{context}: {err}");
+    BackendError::BackendAccess(wasmtime::format_err!("{context}: {err}"))
+}
+
+/// Little-endian bytes to `i64`s (accepting `i32` data widened).
+pub fn bytes_to_i64(t: &Tensor) -> Vec<i64> {
+    match t.ty {
+        TensorType::I32 => t
+            .data
+            .chunks_exact(4)
+            .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as i64)
+            .collect(),
+        _ => t
+            .data
+            .chunks_exact(8)
+            .map(|c| i64::from_le_bytes(c.try_into().expect("chunk of 8")))
+            .collect(),
+    }
+}
+
+/// Little-endian bytes to `f32`s.
+pub fn bytes_to_f32(t: &Tensor) -> Vec<f32> {
+    t.data
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
+/// `f32`s to a wasi-nn tensor.
+pub fn f32_tensor(dims: &[usize], data: &[f32]) -> Tensor {
+    let mut bytes = Vec::with_capacity(data.len() * 4);
+    for v in data {
+        bytes.extend_from_slice(&v.to_le_bytes());
+    }
+    Tensor::new(dims.iter().map(|d| *d as u32).collect(), TensorType::Fp32, bytes)
+}
+
+/// `i64`s to a wasi-nn tensor.
+pub fn i64_tensor(dims: &[usize], data: &[i64]) -> Tensor {
+    let mut bytes = Vec::with_capacity(data.len() * 8);
+    for v in data {
+        bytes.extend_from_slice(&v.to_le_bytes());
+    }
+    Tensor::new(dims.iter().map(|d| *d as u32).collect(), TensorType::I64, bytes)
+}
+
+/// Turns model bytes into a runnable graph; one per back-end kind.
+pub trait GraphLoader: Send + Sync {
+    /// Load and prepare (optimise, compile) one graph.
+    fn load(&self, name: &str, bytes: &[u8]) -> Result<Graph, String>;
+}
+
+/// The process-wide store of named graphs: declared up front, loaded on
+/// first use, once, and shared by every instance.
+pub struct NnHost {
+    options: NnOptions,
+    specs: HashMap<String, GraphSpec>,
+    loader: OnceCell<Arc<dyn GraphLoader>>,
+    graphs: Mutex<HashMap<String, Arc<OnceCell<Graph>>>>,
+}
+
+impl NnHost {
+    /// A host serving `specs` with the back-end that `options` names. The
+    /// back-end library is not touched until the first graph loads.
+    pub fn new(options: NnOptions, specs: impl IntoIterator<Item = GraphSpec>) -> Self {
+        Self {
+            options,
+            specs: specs.into_iter().map(|s| (s.name.clone(), s)).collect(),
+            loader: OnceCell::new(),
+            graphs: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The options this host was built with.
+    pub fn options(&self) -> &NnOptions {
+        &self.options
+    }
+
+    /// Names of the declared graphs.
+    pub fn graph_names(&self) -> impl Iterator<Item = &str> {
+        self.specs.keys().map(|s| s.as_str())
+    }
+
+    fn loader(&self) -> Result<&Arc<dyn GraphLoader>, RerankError> {
+        self.loader.get_or_try_init(|| make_loader(&self.options))
+    }
+
+    /// The graph called `name`, loading it on first use. Concurrent callers
+    /// for the same graph wait for one load; other graphs load in parallel.
+    pub fn graph(&self, name: &str) -> Result<Graph, RerankError> {
+        let spec = self
+            .specs
+            .get(name)
+            .ok_or_else(|| RerankError::Backend(format!("no graph named `{name}` is declared")))?;
+        let cell = {
+            let mut graphs = self.graphs.lock().unwrap_or_else(|e| e.into_inner());
+            graphs.entry(name.to_string()).or_default().clone()
+        };
+        cell.get_or_try_init(|| {
+            let loader = self.loader()?;
+            let started = std::time::Instant::now();
+            let bytes = std::fs::read(&spec.path).map_err(|e| {
+                RerankError::Backend(format!(
+                    "graph `{name}`: cannot read {}: {e}",
+                    spec.path.display()
+                ))
+            })?;
+            if let Some(want) = &spec.sha256 {
+                let got = crate::sandbox::sha256_digest(&bytes);
+                if &got != want {
+                    return Err(RerankError::Backend(format!(
+                        "graph `{name}`: {} has digest {got}, the manifest pins {want}",
+                        spec.path.display()
+                    )));
+                }
+            }
+            let graph = loader
+                .load(name, &bytes)
+                .map_err(|e| RerankError::Backend(format!("graph `{name}`: {e}")))?;
+            tracing::info!(
+                target: "nboost::nn",
+                graph = name,
+                backend = ?self.options.backend,
+                ms = started.elapsed().as_millis() as u64,
+                "graph loaded"
+            );
+            Ok(graph)
+        })
+        .cloned()
+    }
+
+    /// A wasi-nn context for one store: only the `allowed` graphs resolve,
+    /// and each `compute` is capped at `max_tensor_bytes`.
+    pub fn context(self: &Arc<Self>, allowed: &[String], max_tensor_bytes: usize) -> WasiNnCtx {
+        let registry = AllowedGraphs {
+            host: self.clone(),
+            graphs: allowed.iter().map(|n| (n.clone(), OnceCell::new())).collect(),
+            max_tensor_bytes,
+        };
+        WasiNnCtx::new(Vec::new(), registry.into())
+    }
+}
+
+fn make_loader(options: &NnOptions) -> Result<Arc<dyn GraphLoader>, RerankError> {
+    match options.backend {
+        BackendKind::Tract => Ok(Arc::new(tract::TractLoader::new(options)?)),
+        #[cfg(feature = "ort")]
+        BackendKind::Ort => Ok(Arc::new(ort::OrtLoader::new(options)?)),
+        #[cfg(feature = "openvino")]
+        BackendKind::Openvino => Ok(Arc::new(openvino::OpenvinoLoader::new(options)?)),
+        #[allow(unreachable_patterns, reason = "reachable when a back-end feature is off")]
+        other => Err(RerankError::Backend(format!(
+            "this nboost binary was built without the {other:?} back-end"
+        ))),
+    }
+}
+
+/// One store's view of the named graphs: the allow-list of its component.
+struct AllowedGraphs {
+    host: Arc<NnHost>,
+    graphs: HashMap<String, OnceCell<Graph>>,
+    max_tensor_bytes: usize,
+}
+
+impl GraphRegistry for AllowedGraphs {
+    fn get(&self, name: &str) -> Option<&Graph> {
+        let Some(cell) = self.graphs.get(name) else {
+            tracing::warn!(target: "nboost::nn", graph = name, "graph not allowed for this component");
+            return None;
+        };
+        cell.get_or_try_init(|| {
+            self.host.graph(name).map(|inner| {
+                Graph::from(Box::new(LimitedGraph {
+                    inner,
+                    max_tensor_bytes: self.max_tensor_bytes,
+                }) as Box<dyn BackendGraph>)
+            })
+        })
+        .map_err(|e| tracing::error!(target: "nboost::nn", graph = name, "{e}"))
+        .ok()
+    }
+
+    fn get_mut(&mut self, name: &str) -> Option<&mut Graph> {
+        self.get(name)?;
+        self.graphs.get_mut(name)?.get_mut()
+    }
+}
+
+/// Wraps a shared graph with one component's tensor-size cap.
+struct LimitedGraph {
+    inner: Graph,
+    max_tensor_bytes: usize,
+}
+
+impl BackendGraph for LimitedGraph {
+    fn init_execution_context(&self) -> Result<ExecutionContext, BackendError> {
+        Ok(ExecutionContext::from(Box::new(LimitedContext {
+            inner: self.inner.init_execution_context()?,
+            max_tensor_bytes: self.max_tensor_bytes,
+        }) as Box<dyn BackendExecutionContext>))
+    }
+}
+
+struct LimitedContext {
+    inner: ExecutionContext,
+    max_tensor_bytes: usize,
+}
+
+impl BackendExecutionContext for LimitedContext {
+    fn set_input(&mut self, _id: Id, _tensor: &Tensor) -> Result<(), BackendError> {
+        Err(invalid("set-input is not supported; pass inputs to compute".into()))
+    }
+
+    fn get_output(&mut self, _id: Id) -> Result<Tensor, BackendError> {
+        Err(invalid("get-output is not supported; use compute's result".into()))
+    }
+
+    fn compute(
+        &mut self,
+        inputs: Option<Vec<NamedTensor>>,
+    ) -> Result<Option<Vec<NamedTensor>>, BackendError> {
+        let inputs = inputs.unwrap_or_default();
+        check_tensors(
+            inputs.iter().map(|t| (t.name.as_str(), &t.tensor)),
+            self.max_tensor_bytes,
+        )?;
+        let outputs = self.inner.compute_with_io(inputs)?;
+        check_tensors(
+            outputs.iter().map(|t| (t.name.as_str(), &t.tensor)),
+            self.max_tensor_bytes,
+        )?;
+        Ok(Some(outputs))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(dims: Vec<u32>, ty: TensorType, len: usize) -> Tensor {
+        Tensor::new(dims, ty, vec![0; len])
+    }
+
+    #[test]
+    fn tensor_bytes_must_match_dimensions() {
+        let ok = t(vec![2, 3], TensorType::I64, 48);
+        assert!(check_tensors([("a", &ok)], 1 << 20).is_ok());
+        let short = t(vec![2, 3], TensorType::I64, 47);
+        assert!(check_tensors([("a", &short)], 1 << 20).is_err());
+        let overflow = t(vec![u32::MAX, u32::MAX, u32::MAX], TensorType::Fp32, 4);
+        assert!(matches!(
+            check_tensors([("a", &overflow)], 1 << 20),
+            Err(BackendError::NotEnoughMemory(_))
+        ));
+        let big = t(vec![1024], TensorType::Fp32, 4096);
+        assert!(matches!(
+            check_tensors([("a", &big), ("b", &big)], 6000),
+            Err(BackendError::NotEnoughMemory(_))
+        ));
+    }
+
+    #[test]
+    fn inputs_are_matched_by_name_type_and_rank() {
+        let sig = GraphSignature {
+            inputs: vec![
+                TensorSpec { name: "a".into(), ty: TensorType::I64, dims: vec![None, None] },
+                TensorSpec { name: "b".into(), ty: TensorType::Fp32, dims: vec![None, Some(4)] },
+            ],
+            outputs: vec![],
+        };
+        let nt = |name: &str, tensor| NamedTensor { name: name.into(), tensor };
+        let ok = sig.order_inputs(vec![
+            nt("b", t(vec![1, 4], TensorType::Fp32, 16)),
+            nt("a", t(vec![1, 2], TensorType::I64, 16)),
+        ]);
+        assert_eq!(ok.unwrap()[0].ty, TensorType::I64);
+        assert!(sig
+            .order_inputs(vec![nt("a", t(vec![1, 2], TensorType::I64, 16))])
+            .is_err());
+        assert!(sig
+            .order_inputs(vec![
+                nt("a", t(vec![1, 2], TensorType::I64, 16)),
+                nt("b", t(vec![1, 5], TensorType::Fp32, 20)),
+            ])
+            .is_err());
+        assert!(sig
+            .order_inputs(vec![
+                nt("a", t(vec![2], TensorType::I64, 16)),
+                nt("b", t(vec![1, 4], TensorType::Fp32, 16)),
+            ])
+            .is_err());
+    }
+}

@@ -1,0 +1,295 @@
+//! The fast path: ONNX Runtime, loaded at run time.
+//!
+//! `ort` is built with `load-dynamic`: no ONNX Runtime is linked into
+//! `nboost`; `libonnxruntime.so` is opened when the first graph loads, from
+//! `--ort-library` or `ORT_DYLIB_PATH` (the PyPI `onnxruntime` wheel ships
+//! one). `ort` panics on a missing or incompatible library, so the file is
+//! checked first and the initialisation runs under `catch_unwind`: the user
+//! gets an error that names the path, never a crash.
+//!
+//! wasmtime-wasi-nn's own ORT back-end accepts only `f32` inputs (BERT needs
+//! `int64`) and serialises every request on one `Mutex<Session>`. Here, a
+//! graph owns a small pool of sessions: a request takes a free one or, while
+//! under the cap, builds another, so concurrent requests run concurrently.
+
+use std::panic::AssertUnwindSafe;
+use std::path::PathBuf;
+use std::sync::{Arc, Condvar, Mutex};
+
+use ort::execution_providers::{CUDAExecutionProvider, ExecutionProvider};
+use ort::session::builder::GraphOptimizationLevel;
+use ort::session::{Session, SessionInputValue};
+use ort::tensor::TensorElementType;
+use ort::value::{DynValue, Tensor, ValueType};
+use wasmtime_wasi_nn::backend::{BackendError, BackendExecutionContext, BackendGraph, Id, NamedTensor};
+use wasmtime_wasi_nn::wit::TensorType;
+use wasmtime_wasi_nn::{ExecutionContext, Graph, Tensor as NnTensor};
+
+use super::{
+    GraphLoader, GraphSignature, NnOptions, Target, TensorSpec, backend_failure, bytes_to_f32,
+    bytes_to_i64, f32_tensor, i64_tensor, invalid,
+};
+use crate::RerankError;
+
+/// Most sessions one graph keeps; each holds a copy of the weights.
+const MAX_SESSIONS_PER_GRAPH: usize = 4;
+
+/// Loads graphs into ONNX Runtime sessions.
+pub struct OrtLoader {
+    threads: usize,
+    target: Target,
+}
+
+/// The library path `ort` should open: the flag, else `ORT_DYLIB_PATH`.
+fn library_path(options: &NnOptions) -> Result<PathBuf, RerankError> {
+    let path = options
+        .ort_library
+        .clone()
+        .or_else(|| std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from))
+        .ok_or_else(|| {
+            RerankError::Backend(
+                "the ONNX Runtime back-end needs libonnxruntime.so: pass --ort-library PATH or set \
+                 ORT_DYLIB_PATH (the PyPI `onnxruntime` wheel ships it under onnxruntime/capi/)"
+                    .into(),
+            )
+        })?;
+    if !path.is_file() {
+        return Err(RerankError::Backend(format!(
+            "ONNX Runtime library {} does not exist",
+            path.display()
+        )));
+    }
+    Ok(path)
+}
+
+impl OrtLoader {
+    /// Open the ONNX Runtime library and set up its environment.
+    pub fn new(options: &NnOptions) -> Result<Self, RerankError> {
+        let path = library_path(options)?;
+        let shown = path.display().to_string();
+        let init = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            ort::init_from(path.to_string_lossy().into_owned())
+                .with_name("nboost")
+                .commit()
+        }));
+        match init {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                return Err(RerankError::Backend(format!(
+                    "ONNX Runtime at {shown} failed to initialise: {e}"
+                )));
+            }
+            Err(_) => {
+                return Err(RerankError::Backend(format!(
+                    "{shown} is not a usable ONNX Runtime library (ort needs 1.22 or newer)"
+                )));
+            }
+        }
+        if options.target == Target::Gpu {
+            let cuda = CUDAExecutionProvider::default();
+            if !cuda.is_available().unwrap_or(false) {
+                return Err(RerankError::Backend(format!(
+                    "GPU target requested, but the ONNX Runtime at {shown} has no CUDA execution \
+                     provider (install onnxruntime-gpu and point --ort-library at its library)"
+                )));
+            }
+        }
+        Ok(Self {
+            threads: options.threads.max(1),
+            target: options.target,
+        })
+    }
+
+    fn session(&self, bytes: &[u8]) -> Result<Session, String> {
+        let mut builder = Session::builder()
+            .and_then(|b| b.with_optimization_level(GraphOptimizationLevel::Level3))
+            .and_then(|b| b.with_intra_threads(self.threads))
+            .and_then(|b| b.with_inter_threads(1))
+            .map_err(|e| e.to_string())?;
+        if self.target == Target::Gpu {
+            builder = builder
+                .with_execution_providers([CUDAExecutionProvider::default().build().error_on_failure()])
+                .map_err(|e| format!("cannot enable CUDA: {e}"))?;
+        }
+        builder.commit_from_memory(bytes).map_err(|e| e.to_string())
+    }
+}
+
+fn tensor_type(t: TensorElementType) -> Option<TensorType> {
+    match t {
+        TensorElementType::Float32 => Some(TensorType::Fp32),
+        TensorElementType::Int64 => Some(TensorType::I64),
+        TensorElementType::Int32 => Some(TensorType::I32),
+        _ => None,
+    }
+}
+
+fn spec(name: &str, vt: &ValueType) -> Result<TensorSpec, String> {
+    match vt {
+        ValueType::Tensor { ty, shape, .. } => Ok(TensorSpec {
+            name: name.to_string(),
+            ty: tensor_type(*ty).ok_or_else(|| format!("tensor `{name}` has unsupported type {ty:?}"))?,
+            dims: shape.iter().map(|d| (*d >= 0).then_some(*d as u64)).collect(),
+        }),
+        other => Err(format!("`{name}` is not a tensor ({other:?})")),
+    }
+}
+
+impl GraphLoader for OrtLoader {
+    fn load(&self, _name: &str, bytes: &[u8]) -> Result<Graph, String> {
+        let first = self.session(bytes)?;
+        let signature = GraphSignature {
+            inputs: first
+                .inputs
+                .iter()
+                .map(|i| spec(&i.name, &i.input_type))
+                .collect::<Result<_, _>>()?,
+            outputs: first
+                .outputs
+                .iter()
+                .map(|o| spec(&o.name, &o.output_type))
+                .collect::<Result<_, _>>()?,
+        };
+        Ok(Graph::from(Box::new(OrtGraph {
+            inner: Arc::new(Pool {
+                loader: OrtLoader {
+                    threads: self.threads,
+                    target: self.target,
+                },
+                model: bytes.to_vec(),
+                signature,
+                state: Mutex::new(PoolState {
+                    free: vec![first],
+                    created: 1,
+                }),
+                returned: Condvar::new(),
+            }),
+        }) as Box<dyn BackendGraph>))
+    }
+}
+
+struct PoolState {
+    free: Vec<Session>,
+    created: usize,
+}
+
+/// A graph's sessions.
+struct Pool {
+    loader: OrtLoader,
+    model: Vec<u8>,
+    signature: GraphSignature,
+    state: Mutex<PoolState>,
+    returned: Condvar,
+}
+
+impl Pool {
+    fn take(&self) -> Result<Session, BackendError> {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if let Some(s) = st.free.pop() {
+                return Ok(s);
+            }
+            if st.created < MAX_SESSIONS_PER_GRAPH {
+                st.created += 1;
+                drop(st);
+                return self.loader.session(&self.model).map_err(|e| {
+                    self.state.lock().unwrap_or_else(|e| e.into_inner()).created -= 1;
+                    backend_failure("cannot create an ONNX Runtime session", e)
+                });
+            }
+            st = self.returned.wait(st).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    fn give_back(&self, s: Session) {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).free.push(s);
+        self.returned.notify_one();
+    }
+}
+
+struct OrtGraph {
+    inner: Arc<Pool>,
+}
+
+impl BackendGraph for OrtGraph {
+    fn init_execution_context(&self) -> Result<ExecutionContext, BackendError> {
+        Ok(ExecutionContext::from(Box::new(OrtContext {
+            pool: self.inner.clone(),
+        }) as Box<dyn BackendExecutionContext>))
+    }
+}
+
+struct OrtContext {
+    pool: Arc<Pool>,
+}
+
+fn to_ort(t: &NnTensor, spec: &TensorSpec) -> ort::Result<DynValue> {
+    let shape: Vec<i64> = t.dimensions.iter().map(|d| i64::from(*d)).collect();
+    Ok(match spec.ty {
+        TensorType::I64 => Tensor::from_array((shape, bytes_to_i64(t)))?.into_dyn(),
+        TensorType::I32 => {
+            let v: Vec<i32> = bytes_to_i64(t).into_iter().map(|x| x as i32).collect();
+            Tensor::from_array((shape, v))?.into_dyn()
+        }
+        _ => Tensor::from_array((shape, bytes_to_f32(t)))?.into_dyn(),
+    })
+}
+
+impl OrtContext {
+    fn run(&self, session: &mut Session, values: Vec<(String, DynValue)>) -> Result<Vec<NamedTensor>, String> {
+        let inputs: Vec<(String, SessionInputValue<'_>)> =
+            values.into_iter().map(|(n, v)| (n, v.into())).collect();
+        let outputs = session.run(inputs).map_err(|e| e.to_string())?;
+        let mut named = Vec::with_capacity(self.pool.signature.outputs.len());
+        for spec in &self.pool.signature.outputs {
+            let value = &outputs[spec.name.as_str()];
+            let tensor = match spec.ty {
+                TensorType::I64 => {
+                    let (shape, data) = value.try_extract_tensor::<i64>().map_err(|e| e.to_string())?;
+                    let dims: Vec<usize> = shape.iter().map(|d| *d as usize).collect();
+                    i64_tensor(&dims, data)
+                }
+                _ => {
+                    let (shape, data) = value.try_extract_tensor::<f32>().map_err(|e| e.to_string())?;
+                    let dims: Vec<usize> = shape.iter().map(|d| *d as usize).collect();
+                    f32_tensor(&dims, data)
+                }
+            };
+            named.push(NamedTensor {
+                name: spec.name.clone(),
+                tensor,
+            });
+        }
+        Ok(named)
+    }
+}
+
+impl BackendExecutionContext for OrtContext {
+    fn set_input(&mut self, _id: Id, _tensor: &NnTensor) -> Result<(), BackendError> {
+        Err(invalid("set-input is not supported; pass inputs to compute".into()))
+    }
+
+    fn get_output(&mut self, _id: Id) -> Result<NnTensor, BackendError> {
+        Err(invalid("get-output is not supported; use compute's result".into()))
+    }
+
+    fn compute(
+        &mut self,
+        inputs: Option<Vec<NamedTensor>>,
+    ) -> Result<Option<Vec<NamedTensor>>, BackendError> {
+        let sig = &self.pool.signature;
+        let ordered = sig.order_inputs(inputs.unwrap_or_default())?;
+        let values = ordered
+            .iter()
+            .zip(&sig.inputs)
+            .map(|(t, spec)| to_ort(t, spec).map(|v| (spec.name.clone(), v)))
+            .collect::<ort::Result<Vec<_>>>()
+            .map_err(|e| invalid(e.to_string()))?;
+        let mut session = self.pool.take()?;
+        let result = self.run(&mut session, values);
+        self.pool.give_back(session);
+        result
+            .map(Some)
+            .map_err(|e| backend_failure("ONNX Runtime inference failed", e))
+    }
+}

@@ -1,0 +1,253 @@
+//! The embedded default back-end: tract, a pure-Rust ONNX engine.
+//!
+//! Always compiled in, needs no shared library, so an edge node runs models
+//! with nothing but the `nboost` binary. Graphs are optimised once at load
+//! (tract's typed, decluttered, optimised plan with symbolic batch and
+//! sequence dimensions) and the plan is shared: `run` takes `&self`, so
+//! concurrent requests never wait on each other.
+//!
+//! tract runs most operators on one thread. To use the host's cores for one
+//! request, a batch is split along its first (batch) axis into one slice per
+//! thread, when every input and output has a free batch axis; the slices run
+//! in parallel and the outputs are concatenated.
+
+use std::sync::Arc;
+
+use tract_onnx::prelude::*;
+use wasmtime_wasi_nn::backend::{BackendError, BackendExecutionContext, BackendGraph, Id, NamedTensor};
+use wasmtime_wasi_nn::wit::TensorType;
+use wasmtime_wasi_nn::{ExecutionContext, Graph, Tensor as NnTensor};
+
+use super::{
+    GraphLoader, GraphSignature, NnOptions, TensorSpec, backend_failure, bytes_to_f32,
+    bytes_to_i64, f32_tensor, i64_tensor, invalid,
+};
+use crate::RerankError;
+
+type Plan = Arc<TypedRunnableModel>;
+
+/// Loads ONNX graphs into optimised tract plans.
+pub struct TractLoader {
+    threads: usize,
+}
+
+impl TractLoader {
+    /// A loader; `options.target` must be CPU.
+    pub fn new(options: &NnOptions) -> Result<Self, RerankError> {
+        if options.target != super::Target::Cpu {
+            return Err(RerankError::Backend(
+                "the tract back-end runs on the CPU only; use --backend ort or openvino for a GPU"
+                    .into(),
+            ));
+        }
+        Ok(Self {
+            threads: options.threads.max(1),
+        })
+    }
+}
+
+impl GraphLoader for TractLoader {
+    fn load(&self, _name: &str, bytes: &[u8]) -> Result<Graph, String> {
+        let model = tract_onnx::onnx()
+            .model_for_read(&mut &bytes[..])
+            .map_err(|e| format!("tract cannot read the ONNX graph: {e:#}"))?;
+        let typed = model
+            .into_typed()
+            .map_err(|e| format!("tract cannot type the graph: {e:#}"))?;
+        let signature = signature(&typed).map_err(|e| format!("{e:#}"))?;
+        let splittable = batch_splittable(&typed);
+        let plan = typed
+            .into_optimized()
+            .and_then(|m| m.into_runnable())
+            .map_err(|e| format!("tract cannot optimise the graph: {e:#}"))?;
+        Ok(Graph::from(Box::new(TractGraph {
+            inner: Arc::new(Inner {
+                plan,
+                signature,
+                threads: if splittable { self.threads } else { 1 },
+            }),
+        }) as Box<dyn BackendGraph>))
+    }
+}
+
+fn tensor_type(dt: DatumType) -> Option<TensorType> {
+    match dt {
+        DatumType::F32 => Some(TensorType::Fp32),
+        DatumType::I64 => Some(TensorType::I64),
+        DatumType::I32 => Some(TensorType::I32),
+        _ => None,
+    }
+}
+
+fn spec(model: &TypedModel, outlet: OutletId, name: String) -> TractResult<TensorSpec> {
+    let fact = model.outlet_fact(outlet)?;
+    let ty = tensor_type(fact.datum_type)
+        .ok_or_else(|| anyhow::anyhow!("tensor `{name}` has unsupported type {:?}", fact.datum_type))?;
+    let dims = fact
+        .shape
+        .dims()
+        .iter()
+        .map(|d| d.to_i64().ok().map(|v| v as u64))
+        .collect();
+    Ok(TensorSpec { name, ty, dims })
+}
+
+fn signature(model: &TypedModel) -> TractResult<GraphSignature> {
+    let inputs = model
+        .input_outlets()?
+        .iter()
+        .map(|o| spec(model, *o, model.node(o.node).name.clone()))
+        .collect::<TractResult<_>>()?;
+    let outputs = model
+        .output_outlets()?
+        .iter()
+        .map(|o| {
+            let name = model
+                .outlet_label(*o)
+                .map(String::from)
+                .unwrap_or_else(|| model.node(o.node).name.clone());
+            spec(model, *o, name)
+        })
+        .collect::<TractResult<_>>()?;
+    Ok(GraphSignature { inputs, outputs })
+}
+
+/// True when all inputs and outputs share one symbolic first dimension.
+fn batch_splittable(model: &TypedModel) -> bool {
+    let first = |o: &OutletId| -> Option<TDim> {
+        let fact = model.outlet_fact(*o).ok()?;
+        let d = fact.shape.dims().first()?.clone();
+        d.to_i64().is_err().then_some(d)
+    };
+    let (Ok(ins), Ok(outs)) = (model.input_outlets(), model.output_outlets()) else {
+        return false;
+    };
+    let dims: Option<Vec<TDim>> = ins.iter().chain(outs).map(first).collect();
+    match dims {
+        Some(d) if !d.is_empty() => d.iter().all(|x| *x == d[0]),
+        _ => false,
+    }
+}
+
+struct Inner {
+    plan: Plan,
+    signature: GraphSignature,
+    threads: usize,
+}
+
+struct TractGraph {
+    inner: Arc<Inner>,
+}
+
+impl BackendGraph for TractGraph {
+    fn init_execution_context(&self) -> Result<ExecutionContext, BackendError> {
+        Ok(ExecutionContext::from(Box::new(TractContext {
+            inner: self.inner.clone(),
+        }) as Box<dyn BackendExecutionContext>))
+    }
+}
+
+struct TractContext {
+    inner: Arc<Inner>,
+}
+
+fn to_tract(t: &NnTensor, spec: &TensorSpec) -> TractResult<Tensor> {
+    let shape: Vec<usize> = t.dimensions.iter().map(|d| *d as usize).collect();
+    match spec.ty {
+        TensorType::I64 => Tensor::from_shape(&shape, &bytes_to_i64(t)),
+        TensorType::I32 => Tensor::from_shape(&shape, &bytes_to_i64(t))?.cast_to::<i32>().map(|c| c.into_owned()),
+        _ => Tensor::from_shape(&shape, &bytes_to_f32(t)),
+    }
+}
+
+fn from_tract(v: &Tensor) -> TractResult<NnTensor> {
+    match v.datum_type() {
+        DatumType::I64 => Ok(i64_tensor(v.shape(), v.try_as_plain_ram()?.as_slice::<i64>()?)),
+        DatumType::F32 => Ok(f32_tensor(v.shape(), v.try_as_plain_ram()?.as_slice::<f32>()?)),
+        _ => {
+            let f = v.cast_to::<f32>()?;
+            Ok(f32_tensor(v.shape(), f.try_as_plain_ram()?.as_slice::<f32>()?))
+        }
+    }
+}
+
+impl Inner {
+    fn run(&self, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let batch = inputs.first().map_or(0, |t| t.shape().first().copied().unwrap_or(0));
+        let parts = self.threads.min(batch);
+        if parts < 2 {
+            return self.plan.run(inputs);
+        }
+        // Split every input into `parts` slices along axis 0 and run them in
+        // parallel; then concatenate each output along axis 0.
+        let bounds: Vec<(usize, usize)> = (0..parts)
+            .map(|i| (batch * i / parts, batch * (i + 1) / parts))
+            .collect();
+        let slices: Vec<TVec<TValue>> = bounds
+            .iter()
+            .map(|(a, b)| {
+                inputs
+                    .iter()
+                    .map(|t| t.slice(0, *a, *b).map(|s| s.into_tvalue()))
+                    .collect::<TractResult<TVec<_>>>()
+            })
+            .collect::<TractResult<_>>()?;
+        let results: Vec<TractResult<TVec<TValue>>> = std::thread::scope(|s| {
+            let handles: Vec<_> = slices
+                .into_iter()
+                .map(|slice| s.spawn(move || self.plan.run(slice)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("tract worker panicked"))))
+                .collect()
+        });
+        let results: Vec<TVec<TValue>> = results.into_iter().collect::<TractResult<_>>()?;
+        (0..results[0].len())
+            .map(|o| {
+                let pieces: Vec<Tensor> = results.iter().map(|r| r[o].clone().into_tensor()).collect();
+                Tensor::stack_tensors(0, &pieces).map(|t| t.into_tvalue())
+            })
+            .collect()
+    }
+}
+
+impl BackendExecutionContext for TractContext {
+    fn set_input(&mut self, _id: Id, _tensor: &NnTensor) -> Result<(), BackendError> {
+        Err(invalid("set-input is not supported; pass inputs to compute".into()))
+    }
+
+    fn get_output(&mut self, _id: Id) -> Result<NnTensor, BackendError> {
+        Err(invalid("get-output is not supported; use compute's result".into()))
+    }
+
+    fn compute(
+        &mut self,
+        inputs: Option<Vec<NamedTensor>>,
+    ) -> Result<Option<Vec<NamedTensor>>, BackendError> {
+        let sig = &self.inner.signature;
+        let ordered = sig.order_inputs(inputs.unwrap_or_default())?;
+        let values = ordered
+            .iter()
+            .zip(&sig.inputs)
+            .map(|(t, spec)| to_tract(t, spec).map(|t| t.into_tvalue()))
+            .collect::<TractResult<TVec<_>>>()
+            .map_err(|e| invalid(format!("{e:#}")))?;
+        let outputs = self
+            .inner
+            .run(values)
+            .map_err(|e| backend_failure("tract inference failed", format!("{e:#}")))?;
+        let named = outputs
+            .iter()
+            .zip(&sig.outputs)
+            .map(|(v, spec)| {
+                from_tract(v).map(|tensor| NamedTensor {
+                    name: spec.name.clone(),
+                    tensor,
+                })
+            })
+            .collect::<TractResult<Vec<_>>>()
+            .map_err(|e| backend_failure("tract output conversion failed", format!("{e:#}")))?;
+        Ok(Some(named))
+    }
+}

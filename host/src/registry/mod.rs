@@ -1,0 +1,267 @@
+//! From a component name to a ready-to-instantiate [`PluginPre`].
+//!
+//! The [`Registry`] holds the parsed manifest and loads components on
+//! demand: a request for X reads, checks, compiles and links X and nothing
+//! else, once per process (concurrent requests for X wait for that one
+//! load). Compilation is the expensive step (Cranelift over a few MB of
+//! wasm), so artifacts are also cached on disk, keyed by the file's sha256
+//! *and* the engine's compatibility key (wasmtime version + configuration):
+//! an artifact made under another configuration is never offered to this
+//! engine, and a changed file is never matched to a stale artifact.
+
+pub mod manifest;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use once_cell::sync::OnceCell;
+use wasmtime::component::{Component, Linker};
+
+pub use manifest::{ComponentEntry, Manifest, check_name};
+
+use crate::RerankError;
+use crate::nn::NnHost;
+use crate::sandbox::{
+    self, ComponentReport, HostState, PluginPre, SandboxEngine, validate::DEFAULT_MAX_COMPONENT_BYTES,
+    validate_component,
+};
+
+/// Counters that make the "load only what is asked for" promise checkable.
+#[derive(Debug, Default)]
+pub struct RegistryStats {
+    /// Components loaded (compiled or taken from the disk cache).
+    pub loaded: AtomicUsize,
+    /// Components compiled by Cranelift in this process.
+    pub compiled: AtomicUsize,
+    /// Components taken from the on-disk artifact cache.
+    pub cache_hits: AtomicUsize,
+}
+
+/// Loads and caches components named in a manifest.
+pub struct Registry {
+    engine: Arc<SandboxEngine>,
+    linker: Linker<HostState>,
+    nn: Arc<NnHost>,
+    manifest: Manifest,
+    cache_dir: Option<PathBuf>,
+    loaded: Mutex<HashMap<String, Arc<OnceCell<Arc<PluginPre>>>>>,
+    stats: RegistryStats,
+}
+
+/// How a component reached memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Origin {
+    /// Compiled now.
+    Compiled,
+    /// Deserialised from the artifact cache.
+    Cached,
+}
+
+impl Registry {
+    /// A registry over `manifest`; `cache_dir` enables the on-disk cache.
+    pub fn new(
+        engine: Arc<SandboxEngine>,
+        nn: Arc<NnHost>,
+        manifest: Manifest,
+        cache_dir: Option<PathBuf>,
+    ) -> Result<Self, RerankError> {
+        let linker = sandbox::linker(&engine)
+            .map_err(|e| RerankError::Backend(format!("cannot build the linker: {e:#}")))?;
+        Ok(Self {
+            engine,
+            linker,
+            nn,
+            manifest,
+            cache_dir,
+            loaded: Mutex::new(HashMap::new()),
+            stats: RegistryStats::default(),
+        })
+    }
+
+    /// The manifest.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Arc<SandboxEngine> {
+        &self.engine
+    }
+
+    /// Load counters.
+    pub fn stats(&self) -> &RegistryStats {
+        &self.stats
+    }
+
+    /// The component called `name`, loading it on first use.
+    pub fn get(&self, name: &str) -> Result<Arc<PluginPre>, RerankError> {
+        let entry = self
+            .manifest
+            .components
+            .get(name)
+            .ok_or_else(|| RerankError::UnknownComponent(name.to_string()))?;
+        let cell = {
+            let mut loaded = self.loaded.lock().unwrap_or_else(|e| e.into_inner());
+            loaded.entry(name.to_string()).or_default().clone()
+        };
+        cell.get_or_try_init(|| self.load(entry).map(Arc::new)).cloned()
+    }
+
+    fn load(&self, entry: &ComponentEntry) -> Result<PluginPre, RerankError> {
+        let invalid = |reason: String| RerankError::InvalidComponent {
+            name: entry.name.clone(),
+            reason,
+        };
+        let bytes = std::fs::read(&entry.path)
+            .map_err(|e| invalid(format!("cannot read {}: {e}", entry.path.display())))?;
+        let report = validate_component(&bytes, DEFAULT_MAX_COMPONENT_BYTES).map_err(&invalid)?;
+        if let Some(want) = &entry.sha256 {
+            if *want != report.sha256 {
+                return Err(invalid(format!(
+                    "{} has digest {}, the manifest pins {want}",
+                    entry.path.display(),
+                    report.sha256
+                )));
+            }
+        }
+        let (component, origin) = self.compile(&bytes, &report).map_err(&invalid)?;
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| invalid(format!("cannot link: {e:#}")))?;
+        let mut settings = entry.settings.clone();
+        for (key, path) in &entry.setting_files {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                RerankError::Manifest(format!(
+                    "component `{}`: setting `{key}`: cannot read {}: {e}",
+                    entry.name,
+                    path.display()
+                ))
+            })?;
+            settings.push((key.clone(), text));
+        }
+        let limits = self.engine.options().limits.narrowed(&entry.limits);
+        tracing::info!(
+            target: "nboost::registry",
+            component = %entry.name,
+            digest = %report.sha256,
+            ?origin,
+            "component loaded"
+        );
+        self.stats.loaded.fetch_add(1, Ordering::Relaxed);
+        PluginPre::new(
+            &entry.name,
+            pre,
+            &report.reranker_export,
+            limits,
+            settings,
+            entry.graphs.clone(),
+            self.nn.clone(),
+        )
+    }
+
+    fn artifact_path(&self, report: &ComponentReport) -> Option<PathBuf> {
+        let hex = report.sha256.trim_start_matches("sha256:");
+        self.cache_dir
+            .as_ref()
+            .map(|d| d.join(self.engine.cache_key()).join(format!("{hex}.cwasm")))
+    }
+
+    /// Compile `bytes`, or take the artifact from the disk cache.
+    pub fn compile(
+        &self,
+        bytes: &[u8],
+        report: &ComponentReport,
+    ) -> Result<(Component, Origin), String> {
+        let artifact = self.artifact_path(report);
+        if let Some(path) = artifact.as_deref().filter(|p| p.is_file()) {
+            match deserialize(&self.engine, path) {
+                Ok(c) => {
+                    self.stats.cache_hits.fetch_add(1, Ordering::Relaxed);
+                    return Ok((c, Origin::Cached));
+                }
+                Err(e) => tracing::warn!(
+                    target: "nboost::registry",
+                    path = %path.display(),
+                    "ignoring unusable cached artifact: {e:#}"
+                ),
+            }
+        }
+        let component = Component::new(self.engine.engine(), bytes)
+            .map_err(|e| format!("cannot compile: {e:#}"))?;
+        self.stats.compiled.fetch_add(1, Ordering::Relaxed);
+        if let Some(path) = artifact {
+            if let Err(e) = component
+                .serialize()
+                .map_err(|e| std::io::Error::other(e.to_string()))
+                .and_then(|data| write_atomic(&path, &data))
+            {
+                tracing::warn!(target: "nboost::registry", path = %path.display(), "cannot cache artifact: {e}");
+            }
+        }
+        Ok((component, Origin::Compiled))
+    }
+
+    /// Fully check a component file outside any manifest: static
+    /// validation, compilation, linking, and the types of `configure` and
+    /// `score` (by instantiating it, without calling `configure`).
+    pub fn check_file(&self, path: &Path) -> Result<ComponentReport, RerankError> {
+        let name = path.display().to_string();
+        let invalid = |reason: String| RerankError::InvalidComponent {
+            name: name.clone(),
+            reason,
+        };
+        let bytes = std::fs::read(path).map_err(|e| invalid(format!("cannot read: {e}")))?;
+        let report = validate_component(&bytes, DEFAULT_MAX_COMPONENT_BYTES).map_err(&invalid)?;
+        let component = Component::new(self.engine.engine(), &bytes)
+            .map_err(|e| invalid(format!("cannot compile: {e:#}")))?;
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| invalid(format!("cannot link: {e:#}")))?;
+        let plugin = PluginPre::new(
+            &name,
+            pre,
+            &report.reranker_export,
+            self.engine.options().limits,
+            Vec::new(),
+            Vec::new(),
+            self.nn.clone(),
+        )?;
+        plugin.check_signatures(&self.engine)?;
+        Ok(report)
+    }
+}
+
+#[allow(unsafe_code, reason = "wasmtime requires it to load precompiled code")]
+fn deserialize(engine: &SandboxEngine, path: &Path) -> wasmtime::Result<Component> {
+    // SAFETY: the artifact cache is the operator's own directory, written
+    // only by `Registry::compile` through an atomic rename, and keyed by
+    // the engine's compatibility hash; wasmtime additionally checks the
+    // header and refuses artifacts from another version or configuration.
+    unsafe { Component::deserialize_file(engine.engine(), path) }
+}
+
+/// Write a file atomically: temp file in the same directory, fsync, rename.
+pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("artifact"),
+        std::process::id()
+    ));
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(data)?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::rename(&tmp, path)?;
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}

@@ -1,0 +1,152 @@
+//! The process-wide wasmtime [`Engine`] and its epoch ticker.
+//!
+//! One engine serves every component. It is configured for untrusted code:
+//! epoch interruption (so a spinning guest can be stopped at a deadline),
+//! a bounded wasm stack, and the pooling instance allocator with
+//! copy-on-write memory images, so that a fresh, isolated instance per call
+//! costs microseconds rather than an `mmap` storm.
+
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use super::SandboxLimits;
+
+/// How often the ticker advances the engine epoch. Deadlines are rounded up
+/// to this granularity.
+pub const EPOCH_TICK: Duration = Duration::from_millis(2);
+
+/// Engine-wide settings (fixed for the life of the process).
+#[derive(Debug, Clone, Copy)]
+pub struct EngineOptions {
+    /// Host maxima for every plugin; per-component limits may only narrow.
+    pub limits: SandboxLimits,
+    /// Most plugin instances alive at once (pool slots).
+    pub max_instances: u32,
+    /// Use the pooling allocator (default). Off only for debugging.
+    pub pooling: bool,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        Self {
+            limits: SandboxLimits::default(),
+            max_instances: 64,
+            pooling: true,
+        }
+    }
+}
+
+/// The engine plus the thread that drives its epochs.
+pub struct SandboxEngine {
+    engine: Engine,
+    options: EngineOptions,
+    cache_key: String,
+    _ticker: EpochTicker,
+}
+
+impl SandboxEngine {
+    /// Build the engine and start the epoch ticker.
+    pub fn new(options: EngineOptions) -> wasmtime::Result<Self> {
+        let mut config = Config::new();
+        config.wasm_component_model(true);
+        config.epoch_interruption(true);
+        config.max_wasm_stack(options.limits.max_stack_bytes);
+        config.memory_init_cow(true);
+        config.parallel_compilation(true);
+        if options.pooling {
+            let mut pool = PoolingAllocationConfig::default();
+            let n = options.max_instances.max(1);
+            pool.total_component_instances(n);
+            // A Rust wasip2 component holds a few core instances (main module
+            // plus shims), one or two memories and tables.
+            pool.total_core_instances(n * 8);
+            pool.total_memories(n * 2);
+            pool.total_tables(n * 4);
+            pool.max_memories_per_component(4);
+            pool.max_tables_per_component(8);
+            pool.table_elements(100_000);
+            pool.max_memory_size(options.limits.max_memory_bytes as usize);
+            config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        }
+        let engine = Engine::new(&config)?;
+        let mut h = DefaultHasher::new();
+        engine.precompile_compatibility_hash().hash(&mut h);
+        let cache_key = format!("wasmtime-{}-{:016x}", wasmtime_version(), h.finish());
+        let ticker = EpochTicker::start(engine.clone());
+        Ok(Self {
+            engine,
+            options,
+            cache_key,
+            _ticker: ticker,
+        })
+    }
+
+    /// The wasmtime engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The options this engine was built with.
+    pub fn options(&self) -> &EngineOptions {
+        &self.options
+    }
+
+    /// A string that changes whenever a precompiled artifact made by this
+    /// engine would be refused by another: wasmtime version plus engine
+    /// configuration. Used to key the on-disk artifact cache.
+    pub fn cache_key(&self) -> &str {
+        &self.cache_key
+    }
+
+    /// Epoch ticks corresponding to a deadline in milliseconds (rounded up,
+    /// plus one so that a tick landing just after the call started does not
+    /// cut it short).
+    pub fn deadline_ticks(deadline_ms: u64) -> u64 {
+        deadline_ms.div_ceil(EPOCH_TICK.as_millis() as u64) + 1
+    }
+}
+
+/// The wasmtime crate version compiled into this binary.
+pub fn wasmtime_version() -> &'static str {
+    "48.0.8"
+}
+
+/// Advances the engine's epoch every [`EPOCH_TICK`]; stopped on drop.
+struct EpochTicker {
+    stop: Arc<AtomicBool>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl EpochTicker {
+    fn start(engine: Engine) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let handle = std::thread::Builder::new()
+            .name("nboost-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    engine.increment_epoch();
+                }
+            })
+            .expect("spawning the epoch thread");
+        Self {
+            stop,
+            handle: Some(handle),
+        }
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}

@@ -1,0 +1,106 @@
+//! Per-call resource limits for plugins.
+//!
+//! Every limit guards against a specific way an untrusted component could hurt
+//! the host or its neighbours; each field says which. Host maxima are set by
+//! the operator; a manifest entry may ask for *less* (or, up to the maxima,
+//! more) through [`LimitsOverride`].
+
+use serde::Deserialize;
+
+/// The limits applied to one plugin instance and each call into it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SandboxLimits {
+    /// Wall-clock budget of one `configure` or `score` call, in ms. Guards
+    /// against infinite loops and pathological slowness: the call is
+    /// interrupted by epoch interruption and fails with `timeout`. Default
+    /// 10 s: a 1000-passage neural rerank on 2 CPU cores fits; a spinning
+    /// guest is cut off before clients give up.
+    pub deadline_ms: u64,
+    /// Cap on one instance's linear memory, in bytes. Guards against memory
+    /// bombs; a denied `memory.grow` ends the call with `out of memory`.
+    /// Default 512 MiB: MiniLM's tokenizer plus a 64x256 batch of hidden
+    /// states needs under 100 MiB.
+    pub max_memory_bytes: u64,
+    /// Cap on wasm stack use, in bytes. Guards against unbounded recursion
+    /// (trap `stack overflow` instead of a host crash). Default 1 MiB, the
+    /// wasmtime default; plugins recurse little.
+    pub max_stack_bytes: usize,
+    /// Most passages one `score` call may carry, and so the most scores the
+    /// host will read back. Guards against oversized guest-to-host lists: a
+    /// result list longer than the request is refused before it is copied.
+    /// Default 10 000.
+    pub max_passages: usize,
+    /// Most bytes of query + passages text in one call. Guards host and guest
+    /// memory against giant requests. Default 32 MiB.
+    pub max_input_bytes: usize,
+    /// Most bytes of tensor data one wasi-nn `compute` may pass in or get
+    /// out. Guards the host (which copies tensors outside the sandbox)
+    /// against giant tensors. Default 256 MiB.
+    pub max_tensor_bytes: usize,
+    /// Bytes of guest stdout/stderr kept per instance (and sent to the log);
+    /// the rest is dropped. Guards the log against a chatty guest. 64 KiB.
+    pub max_log_bytes: usize,
+}
+
+impl Default for SandboxLimits {
+    fn default() -> Self {
+        Self {
+            deadline_ms: 10_000,
+            max_memory_bytes: 512 << 20,
+            max_stack_bytes: 1 << 20,
+            max_passages: 10_000,
+            max_input_bytes: 32 << 20,
+            max_tensor_bytes: 256 << 20,
+            max_log_bytes: 64 << 10,
+        }
+    }
+}
+
+/// What a manifest entry may ask for; unset fields keep the host default.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct LimitsOverride {
+    /// `deadline-ms = 2000`
+    pub deadline_ms: Option<u64>,
+    /// `memory-mib = 256`
+    pub memory_mib: Option<u64>,
+    /// `max-passages = 1000`
+    pub max_passages: Option<usize>,
+}
+
+impl SandboxLimits {
+    /// Apply a manifest entry's override, clamped to `self` (the host
+    /// maxima): a component can always ask for less, never for more.
+    pub fn narrowed(&self, o: &LimitsOverride) -> SandboxLimits {
+        let mut l = *self;
+        if let Some(ms) = o.deadline_ms {
+            l.deadline_ms = ms.clamp(1, self.deadline_ms);
+        }
+        if let Some(mib) = o.memory_mib {
+            l.max_memory_bytes = (mib << 20).clamp(1 << 20, self.max_memory_bytes);
+        }
+        if let Some(n) = o.max_passages {
+            l.max_passages = n.clamp(1, self.max_passages);
+        }
+        l
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overrides_are_clamped_to_host_maxima() {
+        let host = SandboxLimits::default();
+        let o = LimitsOverride {
+            deadline_ms: Some(u64::MAX),
+            memory_mib: Some(64),
+            max_passages: Some(0),
+        };
+        let l = host.narrowed(&o);
+        assert_eq!(l.deadline_ms, host.deadline_ms);
+        assert_eq!(l.max_memory_bytes, 64 << 20);
+        assert_eq!(l.max_passages, 1);
+    }
+}

@@ -1,0 +1,375 @@
+//! Typed calls into a reranker plugin, under the sandbox's limits.
+//!
+//! [`PluginPre`] is a compiled component with its imports resolved
+//! (`InstancePre`) and its export indices looked up once: making an
+//! [`Plugin`] from it is an allocation from the instance pool plus one
+//! `configure` call. A `Plugin` is a live, configured instance in its own
+//! `Store`; it is reused for later calls until it faults. After a trap the
+//! instance is dead and is dropped; the next call gets a fresh one.
+//!
+//! Everything read back from the guest is bounded before the host allocates
+//! for it: the score list is a [`WasmList`] view whose length is checked
+//! against the request before a single score is copied, and guest strings
+//! (error messages, model info) are [`WasmStr`] views cut to
+//! [`MAX_GUEST_STRING`] bytes.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use wasmtime::component::{
+    ComponentExportIndex, ComponentType, Func, InstancePre, Lift, TypedFunc, WasmList, WasmStr,
+};
+use wasmtime::{Store, Trap};
+
+use super::{HostState, SandboxEngine, SandboxLimits};
+use crate::RerankError;
+use crate::nn::NnHost;
+
+/// Longest guest string (error message, model name...) the host keeps.
+pub const MAX_GUEST_STRING: usize = 4096;
+
+/// The plugin's own error, as the WIT `error` variant defines it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize)]
+#[serde(tag = "kind", content = "message", rename_all = "kebab-case")]
+pub enum GuestError {
+    /// The request cannot be scored as given.
+    #[error("the plugin rejected the input: {0}")]
+    InvalidInput(String),
+    /// Bad settings, or `score` before a successful `configure`.
+    #[error("the plugin is misconfigured: {0}")]
+    InvalidConfig(String),
+    /// The plugin's model back-end failed.
+    #[error("the plugin's model back-end failed: {0}")]
+    Backend(String),
+    /// Any other plugin failure.
+    #[error("the plugin failed: {0}")]
+    Internal(String),
+}
+
+/// What `configure` returned.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ModelInfo {
+    /// Model name.
+    pub name: String,
+    /// Model or plugin version.
+    pub version: String,
+    /// One-line description.
+    pub description: String,
+    /// Preferred passages per `score` call (0 = none).
+    pub preferred_batch_size: u32,
+    /// Tokens the model reads per input (0 = not token based).
+    pub max_tokens: u32,
+}
+
+#[derive(ComponentType, Lift)]
+#[component(variant)]
+enum RawError {
+    #[component(name = "invalid-input")]
+    InvalidInput(WasmStr),
+    #[component(name = "invalid-config")]
+    InvalidConfig(WasmStr),
+    #[component(name = "backend")]
+    Backend(WasmStr),
+    #[component(name = "internal")]
+    Internal(WasmStr),
+}
+
+#[derive(ComponentType, Lift)]
+#[component(record)]
+struct RawModelInfo {
+    name: WasmStr,
+    version: WasmStr,
+    description: WasmStr,
+    #[component(name = "preferred-batch-size")]
+    preferred_batch_size: u32,
+    #[component(name = "max-tokens")]
+    max_tokens: u32,
+}
+
+fn bounded(s: &WasmStr, store: &Store<HostState>) -> String {
+    match s.to_str(store) {
+        Ok(text) => {
+            if text.len() <= MAX_GUEST_STRING {
+                text.into_owned()
+            } else {
+                let mut end = MAX_GUEST_STRING;
+                while !text.is_char_boundary(end) {
+                    end -= 1;
+                }
+                format!("{}… ({} bytes cut)", &text[..end], text.len() - end)
+            }
+        }
+        Err(e) => format!("<invalid guest string: {e}>"),
+    }
+}
+
+impl RawError {
+    fn read(&self, store: &Store<HostState>) -> GuestError {
+        match self {
+            RawError::InvalidInput(s) => GuestError::InvalidInput(bounded(s, store)),
+            RawError::InvalidConfig(s) => GuestError::InvalidConfig(bounded(s, store)),
+            RawError::Backend(s) => GuestError::Backend(bounded(s, store)),
+            RawError::Internal(s) => GuestError::Internal(bounded(s, store)),
+        }
+    }
+}
+
+type ConfigureParams<'a> = (&'a [(String, String)],);
+type ConfigureResults = (Result<RawModelInfo, RawError>,);
+type ScoreParams<'a> = (&'a str, &'a [String]);
+type ScoreResults = (Result<WasmList<f32>, RawError>,);
+
+/// A compiled plugin, ready to instantiate.
+pub struct PluginPre {
+    name: String,
+    pre: InstancePre<HostState>,
+    configure: ComponentExportIndex,
+    score: ComponentExportIndex,
+    limits: SandboxLimits,
+    settings: Vec<(String, String)>,
+    graphs: Vec<String>,
+    nn: Arc<NnHost>,
+}
+
+impl PluginPre {
+    /// Wrap an `InstancePre`, finding the reranker export (named
+    /// `export_name`) and its functions.
+    #[allow(clippy::too_many_arguments, reason = "a plain constructor of a plain record")]
+    pub fn new(
+        name: &str,
+        pre: InstancePre<HostState>,
+        export_name: &str,
+        limits: SandboxLimits,
+        settings: Vec<(String, String)>,
+        graphs: Vec<String>,
+        nn: Arc<NnHost>,
+    ) -> Result<Self, RerankError> {
+        let invalid = |reason: String| RerankError::InvalidComponent {
+            name: name.to_string(),
+            reason,
+        };
+        let component = pre.component();
+        let iface = component
+            .get_export_index(None, export_name)
+            .ok_or_else(|| invalid(format!("no export `{export_name}`")))?;
+        let func = |f: &str| {
+            component
+                .get_export_index(Some(&iface), f)
+                .ok_or_else(|| invalid(format!("`{export_name}` has no function `{f}`")))
+        };
+        Ok(Self {
+            name: name.to_string(),
+            configure: func("configure")?,
+            score: func("score")?,
+            pre,
+            limits,
+            settings,
+            graphs,
+            nn,
+        })
+    }
+
+    /// The component's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The limits every instance of this component runs under.
+    pub fn limits(&self) -> &SandboxLimits {
+        &self.limits
+    }
+
+    /// Instantiate and type-check `configure` and `score` without calling
+    /// `configure`: proves the file is a usable reranker.
+    pub fn check_signatures(&self, engine: &SandboxEngine) -> Result<(), RerankError> {
+        self.start(engine).map(|_| ())
+    }
+
+    /// A fresh, unconfigured instance and its typed `configure`.
+    fn start(
+        &self,
+        engine: &SandboxEngine,
+    ) -> Result<(Plugin, TypedFunc<ConfigureParams<'_>, ConfigureResults>), RerankError> {
+        let nn = self.nn.context(&self.graphs, self.limits.max_tensor_bytes);
+        let state = HostState::new(nn, self.limits.max_memory_bytes, self.limits.max_log_bytes);
+        let mut store = Store::new(engine.engine(), state);
+        store.limiter(|s| &mut s.limiter);
+        store.set_epoch_deadline(SandboxEngine::deadline_ticks(self.limits.deadline_ms));
+        store.epoch_deadline_trap();
+
+        let mut plugin = Plugin {
+            name: self.name.clone(),
+            limits: self.limits,
+            store,
+            score: None,
+            info: None,
+            alive: true,
+        };
+        let instance = match self.pre.instantiate(&mut plugin.store) {
+            Ok(i) => i,
+            Err(e) => return Err(plugin.fault(e)),
+        };
+        let configure = instance
+            .get_func(&mut plugin.store, self.configure)
+            .ok_or_else(|| self.not_reranker("configure"))?;
+        let score = instance
+            .get_func(&mut plugin.store, self.score)
+            .ok_or_else(|| self.not_reranker("score"))?;
+        let configure = configure
+            .typed::<ConfigureParams<'_>, ConfigureResults>(&plugin.store)
+            .map_err(|e| self.bad_signature("configure", e))?;
+        score
+            .typed::<ScoreParams<'_>, ScoreResults>(&plugin.store)
+            .map_err(|e| self.bad_signature("score", e))?;
+        plugin.score = Some(score);
+        Ok((plugin, configure))
+    }
+
+    /// Create a fresh instance and `configure` it.
+    pub fn instantiate(&self, engine: &SandboxEngine) -> Result<Plugin, RerankError> {
+        let started = Instant::now();
+        let (mut plugin, configure) = self.start(engine)?;
+        let result = configure.call(&mut plugin.store, (&self.settings,));
+        plugin.drain_log();
+        let (result,) = result.map_err(|e| plugin.fault(e))?;
+        let info = match result {
+            Ok(raw) => {
+                let s = &plugin.store;
+                ModelInfo {
+                    name: bounded(&raw.name, s),
+                    version: bounded(&raw.version, s),
+                    description: bounded(&raw.description, s),
+                    preferred_batch_size: raw.preferred_batch_size,
+                    max_tokens: raw.max_tokens,
+                }
+            }
+            Err(e) => {
+                let e = e.read(&plugin.store);
+                return Err(RerankError::Config {
+                    name: self.name.clone(),
+                    reason: e.to_string(),
+                });
+            }
+        };
+        tracing::debug!(
+            target: "nboost::sandbox",
+            component = %self.name,
+            us = started.elapsed().as_micros() as u64,
+            "instance configured"
+        );
+        plugin.info = Some(info);
+        Ok(plugin)
+    }
+
+    fn not_reranker(&self, f: &str) -> RerankError {
+        RerankError::InvalidComponent {
+            name: self.name.clone(),
+            reason: format!("the reranker export has no function `{f}`"),
+        }
+    }
+
+    fn bad_signature(&self, f: &str, e: wasmtime::Error) -> RerankError {
+        RerankError::InvalidComponent {
+            name: self.name.clone(),
+            reason: format!("`{f}` does not have the nboost:reranker@0.1 signature: {e:#}"),
+        }
+    }
+}
+
+/// A live, configured plugin instance.
+pub struct Plugin {
+    name: String,
+    limits: SandboxLimits,
+    store: Store<HostState>,
+    score: Option<Func>,
+    info: Option<ModelInfo>,
+    alive: bool,
+}
+
+impl Plugin {
+    /// What the plugin said about itself in `configure`.
+    pub fn info(&self) -> &ModelInfo {
+        self.info.as_ref().expect("a Plugin is only handed out once configured")
+    }
+
+    /// False once the instance has trapped: it must be dropped.
+    pub fn is_alive(&self) -> bool {
+        self.alive
+    }
+
+    /// Score passages, one finite score per passage, under the deadline.
+    pub fn score(&mut self, query: &str, passages: &[String]) -> Result<Vec<f32>, RerankError> {
+        if !self.alive {
+            return Err(RerankError::GuestFault("the instance is dead after an earlier fault".into()));
+        }
+        let func = self.score.expect("set in instantiate");
+        let typed = func
+            .typed::<ScoreParams<'_>, ScoreResults>(&self.store)
+            .map_err(|e| RerankError::GuestFault(format!("{e:#}")))?;
+        self.store
+            .set_epoch_deadline(SandboxEngine::deadline_ticks(self.limits.deadline_ms));
+        let result = typed.call(&mut self.store, (query, passages));
+        self.drain_log();
+        let (result,) = result.map_err(|e| self.fault(e))?;
+        match result {
+            Ok(list) => {
+                if list.len() != passages.len() {
+                    self.alive = false;
+                    return Err(RerankError::GuestFault(format!(
+                        "the plugin returned {} scores for {} passages",
+                        list.len(),
+                        passages.len()
+                    )));
+                }
+                let scores = match list
+                    .iter(&mut self.store)
+                    .and_then(|it| it.collect::<wasmtime::Result<Vec<f32>>>())
+                {
+                    Ok(s) => s,
+                    Err(e) => return Err(self.fault(e)),
+                };
+                if let Some(i) = scores.iter().position(|s| !s.is_finite()) {
+                    return Err(RerankError::GuestFault(format!(
+                        "the plugin returned a non-finite score ({}) for passage {i}",
+                        scores[i]
+                    )));
+                }
+                Ok(scores)
+            }
+            Err(e) => Err(RerankError::Guest(e.read(&self.store))),
+        }
+    }
+
+    /// Classify a trap or host error, and mark the instance dead.
+    fn fault(&mut self, err: wasmtime::Error) -> RerankError {
+        self.alive = false;
+        let trap = err.downcast_ref::<Trap>().copied();
+        let e = if trap == Some(Trap::Interrupt) {
+            RerankError::Timeout(self.limits.deadline_ms)
+        } else if self.store.data().limiter.denied {
+            RerankError::OutOfMemory(self.store.data().limiter.max_memory_bytes())
+        } else {
+            match trap {
+                Some(Trap::StackOverflow) => RerankError::GuestFault("stack overflow".into()),
+                Some(Trap::UnreachableCodeReached) => RerankError::GuestFault(
+                    "the plugin trapped (unreachable: a panic or abort inside the plugin)".into(),
+                ),
+                Some(t) => RerankError::GuestFault(format!("the plugin trapped: {t}")),
+                None => RerankError::GuestFault(format!("{err:#}")),
+            }
+        };
+        tracing::warn!(target: "nboost::sandbox", component = %self.name, error = %e, "instance fault");
+        e
+    }
+
+    /// Send what the guest printed to the log, tagged with the component.
+    fn drain_log(&mut self) {
+        let (text, dropped) = self.store.data().log.take();
+        for line in text.lines().filter(|l| !l.is_empty()) {
+            tracing::info!(target: "nboost::guest", component = %self.name, "{line}");
+        }
+        if dropped > 0 {
+            tracing::warn!(target: "nboost::guest", component = %self.name, dropped, "guest output over the cap was dropped");
+        }
+    }
+}

@@ -1,0 +1,206 @@
+//! Per-instance host state: what a plugin can reach, and nothing more.
+//!
+//! [`HostState`] is the `T` of every `Store<T>`. Its defaults are the
+//! sandbox's promise, spelled out:
+//!
+//! * no command-line arguments, no environment variables;
+//! * no preopened directories: `wasi:filesystem` is linked (Rust's std
+//!   imports it even when unused) but resolves no path;
+//! * stdin is closed; stdout and stderr go to [`GuestLog`], capped, and from
+//!   there to `tracing` with the component's name;
+//! * no network: TCP, UDP and name lookup are all denied (and the validator
+//!   refuses components that import `wasi:sockets` in the first place);
+//! * clocks and random numbers are the host's (harmless, and Rust's std
+//!   needs them);
+//! * wasi-nn sees only the named graphs this component is allowed
+//!   ([`crate::nn`]);
+//! * linear memory and tables are capped by [`Limiter`].
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi_nn::wit::{WasiNnCtx, WasiNnView};
+
+/// The data a store holds for one plugin instance.
+pub struct HostState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    nn: WasiNnCtx,
+    /// Memory and table caps, and whether a grow was refused.
+    pub limiter: Limiter,
+    /// Captured guest stdout + stderr.
+    pub log: GuestLog,
+}
+
+impl HostState {
+    /// A state with no ambient capabilities (see the module docs).
+    pub fn new(nn: WasiNnCtx, max_memory_bytes: u64, max_log_bytes: usize) -> Self {
+        let log = GuestLog::new(max_log_bytes);
+        let wasi = WasiCtxBuilder::new()
+            .stdout(log.clone())
+            .stderr(log.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        Self {
+            wasi,
+            table: ResourceTable::new(),
+            nn,
+            limiter: Limiter::new(max_memory_bytes),
+            log,
+        }
+    }
+
+    /// The wasi-nn view handed to the wasi-nn host functions.
+    pub fn nn_view(&mut self) -> WasiNnView<'_> {
+        WasiNnView::new(&mut self.table, &mut self.nn)
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// Caps linear memory and table growth of one instance, remembering whether
+/// it ever refused a grow so that the resulting trap can be reported as
+/// "out of memory" rather than a generic fault.
+pub struct Limiter {
+    max_memory_bytes: u64,
+    /// Set when a memory or table grow was refused.
+    pub denied: bool,
+}
+
+/// Most table elements one table may hold. Generous for real programs (a
+/// large Rust component has a few thousand function-pointer slots).
+const MAX_TABLE_ELEMENTS: usize = 1_000_000;
+
+impl Limiter {
+    fn new(max_memory_bytes: u64) -> Self {
+        Self {
+            max_memory_bytes,
+            denied: false,
+        }
+    }
+
+    /// The memory cap in bytes.
+    pub fn max_memory_bytes(&self) -> u64 {
+        self.max_memory_bytes
+    }
+}
+
+impl wasmtime::ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let ok = desired as u64 <= self.max_memory_bytes;
+        self.denied |= !ok;
+        Ok(ok)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let ok = desired <= MAX_TABLE_ELEMENTS;
+        self.denied |= !ok;
+        Ok(ok)
+    }
+
+    fn instances(&self) -> usize {
+        32
+    }
+
+    fn tables(&self) -> usize {
+        32
+    }
+
+    fn memories(&self) -> usize {
+        8
+    }
+}
+
+/// A capped in-memory sink for guest stdout/stderr. Writes past the cap are
+/// accepted and dropped (a chatty guest must not fail, nor fill the host's
+/// memory or log).
+#[derive(Clone)]
+pub struct GuestLog {
+    inner: Arc<Mutex<LogBuf>>,
+}
+
+struct LogBuf {
+    cap: usize,
+    buf: Vec<u8>,
+    dropped: usize,
+}
+
+impl GuestLog {
+    fn new(cap: usize) -> Self {
+        Self {
+            inner: Arc::new(Mutex::new(LogBuf {
+                cap,
+                buf: Vec::new(),
+                dropped: 0,
+            })),
+        }
+    }
+
+    /// Take what the guest wrote since the last call, and how many bytes
+    /// were dropped over the cap.
+    pub fn take(&self) -> (String, usize) {
+        let mut b = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let text = String::from_utf8_lossy(&b.buf).into_owned();
+        b.buf.clear();
+        let dropped = std::mem::take(&mut b.dropped);
+        (text, dropped)
+    }
+}
+
+impl IsTerminal for GuestLog {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for GuestLog {
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(self.clone())
+    }
+}
+
+impl tokio::io::AsyncWrite for GuestLog {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let mut b = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let room = b.cap.saturating_sub(b.buf.len());
+        let n = room.min(data.len());
+        b.buf.extend_from_slice(&data[..n]);
+        b.dropped += data.len() - n;
+        Poll::Ready(Ok(data.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}

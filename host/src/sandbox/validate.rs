@@ -1,0 +1,214 @@
+//! Static checks on a component file, before anything compiles or runs.
+//!
+//! Users upload components written by strangers. Before such a file reaches
+//! Cranelift it must be: non-empty and within the size cap; a *component*
+//! (not a core module); valid; an exporter of `nboost:reranker/reranker` at a
+//! version compatible with ours; and an importer of nothing but the
+//! interfaces on [`ALLOWED_IMPORTS`]. The allow-list is what the sandbox can
+//! satisfy harmlessly: wasi-nn (through our back-ends) and the WASI
+//! interfaces that Rust's standard library imports in every `wasm32-wasip2`
+//! program (cli, io, clocks, random, filesystem; the last one with no
+//! preopened directory, so it reaches nothing). Sockets, HTTP and anything
+//! unknown are refused, naming each offending import.
+
+use sha2::{Digest, Sha256};
+use wasmparser::{Parser, Payload, Validator, WasmFeatures};
+
+/// Interface prefix and version prefix of the reranker export we accept.
+pub const RERANKER_INTERFACE: &str = "nboost:reranker/reranker";
+/// Compatible versions of [`RERANKER_INTERFACE`] (semver: same 0.1 line).
+pub const RERANKER_VERSION_PREFIX: &str = "0.1.";
+
+/// Imports a plugin may have: `(package/interface, version prefix)`.
+pub const ALLOWED_IMPORTS: &[(&str, &str)] = &[
+    ("wasi:nn/tensor", "0.2.0-rc-2024-10-28"),
+    ("wasi:nn/graph", "0.2.0-rc-2024-10-28"),
+    ("wasi:nn/inference", "0.2.0-rc-2024-10-28"),
+    ("wasi:nn/errors", "0.2.0-rc-2024-10-28"),
+    ("wasi:cli/environment", "0.2."),
+    ("wasi:cli/exit", "0.2."),
+    ("wasi:cli/stdin", "0.2."),
+    ("wasi:cli/stdout", "0.2."),
+    ("wasi:cli/stderr", "0.2."),
+    ("wasi:cli/terminal-input", "0.2."),
+    ("wasi:cli/terminal-output", "0.2."),
+    ("wasi:cli/terminal-stdin", "0.2."),
+    ("wasi:cli/terminal-stdout", "0.2."),
+    ("wasi:cli/terminal-stderr", "0.2."),
+    ("wasi:io/error", "0.2."),
+    ("wasi:io/poll", "0.2."),
+    ("wasi:io/streams", "0.2."),
+    ("wasi:clocks/monotonic-clock", "0.2."),
+    ("wasi:clocks/wall-clock", "0.2."),
+    ("wasi:random/random", "0.2."),
+    ("wasi:random/insecure", "0.2."),
+    ("wasi:random/insecure-seed", "0.2."),
+    ("wasi:filesystem/types", "0.2."),
+    ("wasi:filesystem/preopens", "0.2."),
+];
+
+/// Default cap on a component file's size: 64 MiB (MiniLM's plugin, with a
+/// full tokenizer library inside, is about 3 MiB).
+pub const DEFAULT_MAX_COMPONENT_BYTES: usize = 64 << 20;
+
+/// What static validation learned about a component file.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ComponentReport {
+    /// File size in bytes.
+    pub size: usize,
+    /// `sha256:<hex>` of the file.
+    pub sha256: String,
+    /// The exact reranker export name, e.g. `nboost:reranker/reranker@0.1.0`.
+    pub reranker_export: String,
+    /// The WIT world it fits: `nn-reranker-plugin` when it imports wasi-nn,
+    /// else `reranker-plugin`.
+    pub world: &'static str,
+    /// Every top-level import name.
+    pub imports: Vec<String>,
+    /// Every top-level export name.
+    pub exports: Vec<String>,
+}
+
+/// `sha256:<hex>` of some bytes.
+pub fn sha256_digest(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+}
+
+/// Check a component file; `Err` carries a message fit for a user.
+pub fn validate_component(bytes: &[u8], max_bytes: usize) -> Result<ComponentReport, String> {
+    if bytes.is_empty() {
+        return Err("the file is empty".into());
+    }
+    if bytes.len() > max_bytes {
+        return Err(format!(
+            "the file is {} bytes, over the {} byte limit",
+            bytes.len(),
+            max_bytes
+        ));
+    }
+    if !bytes.starts_with(b"\0asm") {
+        return Err("not a WebAssembly file (no `\\0asm` header)".into());
+    }
+    if Parser::is_core_wasm(bytes) {
+        return Err("this is a core WebAssembly module, not a component: build the plugin \
+             with `--target wasm32-wasip2` (or wrap the module with `wasm-tools component new`)"
+            .into());
+    }
+    let mut validator = Validator::new_with_features(WasmFeatures::default());
+    validator
+        .validate_all(bytes)
+        .map_err(|e| format!("invalid component: {e}"))?;
+
+    let (imports, exports) = top_level_names(bytes).map_err(|e| format!("invalid component: {e}"))?;
+
+    let reranker_export = exports
+        .iter()
+        .find(|name| {
+            name.strip_prefix(RERANKER_INTERFACE)
+                .and_then(|rest| rest.strip_prefix('@'))
+                .is_some_and(|v| v.starts_with(RERANKER_VERSION_PREFIX))
+        })
+        .cloned()
+        .ok_or_else(|| {
+            format!(
+                "the component does not export `{RERANKER_INTERFACE}@{RERANKER_VERSION_PREFIX}x`; \
+                 its exports are [{}]",
+                exports.join(", ")
+            )
+        })?;
+
+    let refused: Vec<&String> = imports.iter().filter(|i| !import_allowed(i)).collect();
+    if !refused.is_empty() {
+        return Err(format!(
+            "the component imports interfaces the sandbox does not grant: [{}]",
+            refused.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+        ));
+    }
+    let world = if imports.iter().any(|i| i.starts_with("wasi:nn/")) {
+        "nn-reranker-plugin"
+    } else {
+        "reranker-plugin"
+    };
+    Ok(ComponentReport {
+        size: bytes.len(),
+        sha256: sha256_digest(bytes),
+        reranker_export,
+        world,
+        imports,
+        exports,
+    })
+}
+
+/// Whether one import name is on the allow-list.
+pub fn import_allowed(name: &str) -> bool {
+    let Some((iface, version)) = name.split_once('@') else {
+        return false;
+    };
+    ALLOWED_IMPORTS
+        .iter()
+        .any(|(i, v)| *i == iface && version.starts_with(v))
+}
+
+/// The import and export names of the outermost component (nested modules
+/// and components are skipped: their imports are satisfied inside).
+fn top_level_names(bytes: &[u8]) -> wasmparser::Result<(Vec<String>, Vec<String>)> {
+    let mut imports = Vec::new();
+    let mut exports = Vec::new();
+    let mut depth = 0usize;
+    for payload in Parser::new(0).parse_all(bytes) {
+        match payload? {
+            Payload::Version { .. } => depth += 1,
+            Payload::End(_) => depth = depth.saturating_sub(1),
+            Payload::ComponentImportSection(reader) if depth == 1 => {
+                for import in reader {
+                    imports.push(import?.name.name.to_string());
+                }
+            }
+            Payload::ComponentExportSection(reader) if depth == 1 => {
+                for export in reader {
+                    exports.push(export?.name.name.to_string());
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok((imports, exports))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejects_empty_and_non_wasm() {
+        assert!(validate_component(b"", 1 << 20).unwrap_err().contains("empty"));
+        assert!(validate_component(b"hello world", 1 << 20)
+            .unwrap_err()
+            .contains("not a WebAssembly file"));
+    }
+
+    #[test]
+    fn rejects_core_module() {
+        // The smallest valid core module: magic + version 1.
+        let module = b"\0asm\x01\0\0\0";
+        let err = validate_component(module, 1 << 20).unwrap_err();
+        assert!(err.contains("core WebAssembly module"), "{err}");
+    }
+
+    #[test]
+    fn rejects_oversized_files() {
+        let err = validate_component(&[0u8; 100], 10).unwrap_err();
+        assert!(err.contains("over the 10 byte limit"), "{err}");
+    }
+
+    #[test]
+    fn allow_list_is_by_interface_and_version() {
+        assert!(import_allowed("wasi:cli/environment@0.2.6"));
+        assert!(import_allowed("wasi:nn/graph@0.2.0-rc-2024-10-28"));
+        assert!(!import_allowed("wasi:nn/graph@0.3.0"));
+        assert!(!import_allowed("wasi:sockets/tcp@0.2.6"));
+        assert!(!import_allowed("wasi:http/outgoing-handler@0.2.6"));
+        assert!(!import_allowed("wasi:cli/environment"));
+        assert!(!import_allowed("evil"));
+    }
+}
