@@ -1,1 +1,856 @@
-pub mod bm25 {}
+//! Retrieval-quality evaluation: BM25 first stage, optional rerank, scored
+//! against relevance judgements.
+//!
+//! A reranker is only worth its cost if it puts relevant documents higher
+//! than the first stage did, and the only honest way to know is to measure it
+//! on a judged collection. This module does the whole loop in memory:
+//!
+//! 1. [`Collection::load`] reads a collection in the BEIR layout: a directory
+//!    with `corpus.jsonl` (`{"_id","title","text"}`), `queries.jsonl`
+//!    (`{"_id","text"}`) and `qrels.tsv` (header
+//!    `query-id<TAB>corpus-id<TAB>score`).
+//! 2. [`Bm25Index`] indexes the corpus in RAM with tantivy (the `en_stem`
+//!    analyser: lower-casing and English stemming, on `title` and `text`) and
+//!    returns the BM25 top-k for a query. The query is tokenised with the same
+//!    analyser and turned into a disjunction of term queries, so no query text
+//!    (punctuation, `AND`, `field:`...) can be misread as query syntax.
+//! 3. [`evaluate`] runs every judged query through BM25 and, when a
+//!    [`Reranker`] and component are given, reranks the BM25 top-k with it.
+//!    Both orders are scored with NDCG@10, MRR@10 and Recall@100
+//!    ([`Metrics`]) and averaged over the queries that have at least one
+//!    relevant judgement.
+//!
+//! Metric definitions follow `trec_eval`/BEIR: NDCG uses the graded qrels
+//! score as a linear gain with a `log2(rank + 1)` discount, and the ideal DCG
+//! is computed from all the query's judged relevant documents, retrieved or
+//! not. A document is relevant when its qrels score is above zero.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+use tantivy::collector::TopDocs;
+use tantivy::query::{BooleanQuery, Occur, Query, TermQuery};
+use tantivy::schema::{Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, FAST};
+use tantivy::tokenizer::TextAnalyzer;
+use tantivy::{doc, Index, IndexReader, IndexWriter, ReloadPolicy, Term};
+
+use crate::{RerankError, Reranker};
+
+/// The depth of the BM25 candidate list handed to the reranker by default.
+pub const DEFAULT_TOP_K: usize = 100;
+
+/// Cut-off of NDCG and MRR.
+pub const METRIC_CUTOFF: usize = 10;
+
+/// Cut-off of recall.
+pub const RECALL_CUTOFF: usize = 100;
+
+/// Name of the tantivy analyser used for both text fields.
+const ANALYZER: &str = "en_stem";
+
+/// Why loading, indexing or evaluating a collection failed.
+#[derive(Debug, thiserror::Error)]
+pub enum EvalError {
+    /// A collection file could not be read.
+    #[error("cannot read {}: {error}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        error: std::io::Error,
+    },
+    /// A line of a collection file is malformed.
+    #[error("{}:{line}: {reason}", path.display())]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong with the line.
+        reason: String,
+    },
+    /// The request cannot be evaluated (for example `top_k` of zero).
+    #[error("invalid evaluation settings: {0}")]
+    Invalid(String),
+    /// The in-memory index could not be built or searched.
+    #[error("index: {0}")]
+    Index(tantivy::TantivyError),
+    /// The reranker failed on a query.
+    #[error("query `{query}`: {error}")]
+    Rerank {
+        /// Id of the query being reranked.
+        query: String,
+        /// The reranker's error.
+        error: RerankError,
+    },
+}
+
+// Messages carry their cause inline (as `RerankError`'s do), so no variant
+// reports a `source()`: printing the chain would repeat it.
+impl From<tantivy::TantivyError> for EvalError {
+    fn from(e: tantivy::TantivyError) -> Self {
+        Self::Index(e)
+    }
+}
+
+impl EvalError {
+    /// True when the caller's input (files, settings) is at fault rather
+    /// than the service.
+    pub fn is_client_error(&self) -> bool {
+        match self {
+            Self::Io { .. } | Self::Parse { .. } | Self::Invalid(_) => true,
+            Self::Index(_) => false,
+            Self::Rerank { error, .. } => error.is_client_error(),
+        }
+    }
+}
+
+/// One document of a corpus.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Document {
+    /// The corpus id (`_id`).
+    pub id: String,
+    /// The title; may be empty.
+    pub title: String,
+    /// The body text; may be empty.
+    pub text: String,
+}
+
+impl Document {
+    /// The passage a reranker sees: `"title. text"`, or whichever of the two
+    /// is non-empty.
+    pub fn passage(&self) -> String {
+        let title = self.title.trim();
+        let text = self.text.trim();
+        match (title.is_empty(), text.is_empty()) {
+            (false, false) => format!("{title}. {text}"),
+            (false, true) => title.to_string(),
+            _ => text.to_string(),
+        }
+    }
+}
+
+/// One query of a collection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueryEntry {
+    /// The query id (`_id`).
+    pub id: String,
+    /// The query text.
+    pub text: String,
+}
+
+/// Relevance judgements of one query: corpus id to graded score.
+pub type Judgements = HashMap<String, i64>;
+
+/// A BEIR-layout test collection held in memory.
+#[derive(Debug, Clone, Default)]
+pub struct Collection {
+    /// A display name (the directory name when loaded from disk).
+    pub name: String,
+    /// The corpus, in file order.
+    pub documents: Vec<Document>,
+    /// The queries, in file order.
+    pub queries: Vec<QueryEntry>,
+    /// Judgements per query id.
+    pub qrels: HashMap<String, Judgements>,
+}
+
+/// A JSON id: BEIR ids are strings, but some converters write numbers.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum JsonId {
+    Str(String),
+    Int(i64),
+}
+
+impl JsonId {
+    fn into_string(self) -> String {
+        match self {
+            Self::Str(s) => s,
+            Self::Int(n) => n.to_string(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct CorpusLine {
+    #[serde(rename = "_id")]
+    id: JsonId,
+    #[serde(default)]
+    title: Option<String>,
+    #[serde(default)]
+    text: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct QueryLine {
+    #[serde(rename = "_id")]
+    id: JsonId,
+    text: String,
+}
+
+fn read(path: &Path) -> Result<String, EvalError> {
+    std::fs::read_to_string(path).map_err(|error| EvalError::Io {
+        path: path.to_path_buf(),
+        error,
+    })
+}
+
+fn parse_error(path: &Path, line: usize, reason: impl Into<String>) -> EvalError {
+    EvalError::Parse {
+        path: path.to_path_buf(),
+        line,
+        reason: reason.into(),
+    }
+}
+
+/// Parse JSON lines, skipping blank ones; `what` names the expected shape.
+fn parse_jsonl<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    text: &str,
+    what: &str,
+) -> Result<Vec<(usize, T)>, EvalError> {
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let value = serde_json::from_str(line)
+            .map_err(|e| parse_error(path, n + 1, format!("expected {what}: {e}")))?;
+        out.push((n + 1, value));
+    }
+    Ok(out)
+}
+
+impl Collection {
+    /// True when `dir` looks like a collection (has a `corpus.jsonl`).
+    pub fn is_collection_dir(dir: &Path) -> bool {
+        dir.join("corpus.jsonl").is_file()
+    }
+
+    /// Load `corpus.jsonl`, `queries.jsonl` and `qrels.tsv` from `dir`. The
+    /// collection is named after the directory.
+    pub fn load(dir: &Path) -> Result<Self, EvalError> {
+        let name = dir
+            .canonicalize()
+            .ok()
+            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .or_else(|| dir.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .unwrap_or_else(|| dir.display().to_string());
+        let corpus_path = dir.join("corpus.jsonl");
+        let queries_path = dir.join("queries.jsonl");
+        let qrels_path = dir.join("qrels.tsv");
+        Ok(Self {
+            name,
+            documents: Self::parse_corpus(&corpus_path, &read(&corpus_path)?)?,
+            queries: Self::parse_queries(&queries_path, &read(&queries_path)?)?,
+            qrels: Self::parse_qrels(&qrels_path, &read(&qrels_path)?)?,
+        })
+    }
+
+    /// Parse a `corpus.jsonl` body; `path` is only used in messages. Ids
+    /// must be unique; a missing title or text is taken as empty.
+    pub fn parse_corpus(path: &Path, text: &str) -> Result<Vec<Document>, EvalError> {
+        let lines: Vec<(usize, CorpusLine)> =
+            parse_jsonl(path, text, r#"an object {"_id", "title", "text"}"#)?;
+        let mut seen = HashSet::with_capacity(lines.len());
+        let mut docs = Vec::with_capacity(lines.len());
+        for (line, d) in lines {
+            let id = d.id.into_string();
+            if !seen.insert(id.clone()) {
+                return Err(parse_error(
+                    path,
+                    line,
+                    format!("duplicate document id `{id}`"),
+                ));
+            }
+            docs.push(Document {
+                id,
+                title: d.title.unwrap_or_default(),
+                text: d.text.unwrap_or_default(),
+            });
+        }
+        Ok(docs)
+    }
+
+    /// Parse a `queries.jsonl` body; `path` is only used in messages.
+    pub fn parse_queries(path: &Path, text: &str) -> Result<Vec<QueryEntry>, EvalError> {
+        let lines: Vec<(usize, QueryLine)> =
+            parse_jsonl(path, text, r#"an object {"_id", "text"}"#)?;
+        let mut seen = HashSet::with_capacity(lines.len());
+        let mut queries = Vec::with_capacity(lines.len());
+        for (line, q) in lines {
+            let id = q.id.into_string();
+            if !seen.insert(id.clone()) {
+                return Err(parse_error(
+                    path,
+                    line,
+                    format!("duplicate query id `{id}`"),
+                ));
+            }
+            queries.push(QueryEntry { id, text: q.text });
+        }
+        Ok(queries)
+    }
+
+    /// Parse a `qrels.tsv` body (`query-id<TAB>corpus-id<TAB>score`, integer
+    /// score, optional header line); `path` is only used in messages. A pair
+    /// judged twice keeps its last score.
+    pub fn parse_qrels(path: &Path, text: &str) -> Result<HashMap<String, Judgements>, EvalError> {
+        let mut qrels: HashMap<String, Judgements> = HashMap::new();
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim_end_matches('\r');
+            if line.trim().is_empty() {
+                continue;
+            }
+            if n == 0 && line.starts_with("query-id") {
+                continue;
+            }
+            let cols: Vec<&str> = line.split('\t').collect();
+            let [qid, did, score] = cols[..] else {
+                return Err(parse_error(
+                    path,
+                    n + 1,
+                    format!(
+                        "expected 3 tab-separated columns (query-id, corpus-id, score), found {}",
+                        cols.len()
+                    ),
+                ));
+            };
+            let (qid, did) = (qid.trim(), did.trim());
+            if qid.is_empty() || did.is_empty() {
+                return Err(parse_error(path, n + 1, "empty query-id or corpus-id"));
+            }
+            let score: i64 = score.trim().parse().map_err(|_| {
+                parse_error(path, n + 1, format!("score `{score}` is not an integer"))
+            })?;
+            qrels
+                .entry(qid.to_string())
+                .or_default()
+                .insert(did.to_string(), score);
+        }
+        Ok(qrels)
+    }
+
+    /// The queries that have at least one relevant (score > 0) judgement, in
+    /// file order; the others cannot be scored and are skipped.
+    pub fn judged_queries(&self) -> impl Iterator<Item = (&QueryEntry, &Judgements)> {
+        self.queries.iter().filter_map(|q| {
+            let j = self.qrels.get(&q.id)?;
+            j.values().any(|&s| s > 0).then_some((q, j))
+        })
+    }
+}
+
+/// An in-RAM tantivy BM25 index over a corpus.
+pub struct Bm25Index {
+    reader: IndexReader,
+    analyzer: TextAnalyzer,
+    fields: [Field; 2],
+}
+
+impl std::fmt::Debug for Bm25Index {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bm25Index")
+            .field("docs", &self.reader.searcher().num_docs())
+            .finish()
+    }
+}
+
+impl Bm25Index {
+    /// Index `documents` (title and text, `en_stem` analyser). Search
+    /// results refer to documents by their position in this slice.
+    pub fn build(documents: &[Document]) -> Result<Self, EvalError> {
+        let mut schema = Schema::builder();
+        let text_options = TextOptions::default().set_indexing_options(
+            TextFieldIndexing::default()
+                .set_tokenizer(ANALYZER)
+                .set_index_option(IndexRecordOption::WithFreqs),
+        );
+        let title = schema.add_text_field("title", text_options.clone());
+        let text = schema.add_text_field("text", text_options);
+        let position = schema.add_u64_field("position", FAST);
+        let index = Index::create_in_ram(schema.build());
+        let mut writer: IndexWriter = index.writer_with_num_threads(1, 50_000_000)?;
+        for (i, d) in documents.iter().enumerate() {
+            writer.add_document(doc!(
+                title => d.title.as_str(),
+                text => d.text.as_str(),
+                position => i as u64,
+            ))?;
+        }
+        writer.commit()?;
+        writer.wait_merging_threads()?;
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()?;
+        let analyzer = index.tokenizer_for_field(text)?;
+        Ok(Self {
+            reader,
+            analyzer,
+            fields: [title, text],
+        })
+    }
+
+    /// The analysed terms of `query` (lower-cased, stemmed), in order,
+    /// repeats kept.
+    pub fn query_terms(&self, query: &str) -> Vec<String> {
+        let mut analyzer = self.analyzer.clone();
+        let mut stream = analyzer.token_stream(query);
+        let mut terms = Vec::new();
+        while stream.advance() {
+            terms.push(stream.token().text.clone());
+        }
+        terms
+    }
+
+    /// The BM25 top `k` for `query`: `(document position, score)`, best
+    /// first, ties in corpus order. Every query term is matched in title and
+    /// text and the scores add up (a repeated term counts again). A query
+    /// with no terms matches nothing.
+    pub fn search(&self, query: &str, k: usize) -> Result<Vec<(usize, f32)>, EvalError> {
+        let terms = self.query_terms(query);
+        if terms.is_empty() || k == 0 {
+            return Ok(Vec::new());
+        }
+        let clauses: Vec<(Occur, Box<dyn Query>)> = terms
+            .iter()
+            .flat_map(|t| {
+                self.fields.iter().map(move |&f| {
+                    let q: Box<dyn Query> = Box::new(TermQuery::new(
+                        Term::from_field_text(f, t),
+                        IndexRecordOption::WithFreqs,
+                    ));
+                    (Occur::Should, q)
+                })
+            })
+            .collect();
+        let query = BooleanQuery::new(clauses);
+        let searcher = self.reader.searcher();
+        let hits = searcher.search(&query, &TopDocs::with_limit(k).order_by_score())?;
+        let mut columns = HashMap::new();
+        let mut out = Vec::with_capacity(hits.len());
+        for (score, addr) in hits {
+            let column = match columns.entry(addr.segment_ord) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(e) => e.insert(
+                    searcher
+                        .segment_reader(addr.segment_ord)
+                        .fast_fields()
+                        .u64("position")?,
+                ),
+            };
+            let position = column.first(addr.doc_id).ok_or_else(|| {
+                tantivy::TantivyError::InternalError("document without a position".into())
+            })?;
+            out.push((position as usize, score));
+        }
+        // Equal scores across segments: keep corpus order.
+        out.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        Ok(out)
+    }
+}
+
+/// Retrieval metrics of one ranking, or their average over queries.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct Metrics {
+    /// NDCG@10 with graded gains.
+    #[serde(rename = "ndcg@10")]
+    pub ndcg_at_10: f64,
+    /// Reciprocal rank of the first relevant document within the top 10.
+    #[serde(rename = "mrr@10")]
+    pub mrr_at_10: f64,
+    /// Share of the judged relevant documents found in the top 100.
+    #[serde(rename = "recall@100")]
+    pub recall_at_100: f64,
+}
+
+impl Metrics {
+    /// Score `ranking` (corpus ids, best first) against `judged`.
+    pub fn of<S: AsRef<str>>(ranking: &[S], judged: &Judgements) -> Self {
+        Self {
+            ndcg_at_10: ndcg_at(ranking, judged, METRIC_CUTOFF),
+            mrr_at_10: mrr_at(ranking, judged, METRIC_CUTOFF),
+            recall_at_100: recall_at(ranking, judged, RECALL_CUTOFF),
+        }
+    }
+
+    fn add(&mut self, other: &Self) {
+        self.ndcg_at_10 += other.ndcg_at_10;
+        self.mrr_at_10 += other.mrr_at_10;
+        self.recall_at_100 += other.recall_at_100;
+    }
+
+    fn divide(&mut self, n: usize) {
+        if n > 0 {
+            let n = n as f64;
+            self.ndcg_at_10 /= n;
+            self.mrr_at_10 /= n;
+            self.recall_at_100 /= n;
+        }
+    }
+}
+
+/// The gain of one document: its judged score, zero when unjudged or not
+/// relevant.
+fn gain(judged: &Judgements, id: &str) -> f64 {
+    judged.get(id).map_or(0.0, |&s| s.max(0) as f64)
+}
+
+/// NDCG@k: DCG of the top `k` of `ranking` (gain = qrels score, discount
+/// `log2(rank + 1)`), divided by the DCG of the ideal order of all judged
+/// relevant documents. Zero when nothing is relevant.
+pub fn ndcg_at<S: AsRef<str>>(ranking: &[S], judged: &Judgements, k: usize) -> f64 {
+    let dcg: f64 = ranking
+        .iter()
+        .take(k)
+        .enumerate()
+        .map(|(i, id)| gain(judged, id.as_ref()) / (i as f64 + 2.0).log2())
+        .sum();
+    let mut ideal: Vec<f64> = judged
+        .values()
+        .filter(|&&s| s > 0)
+        .map(|&s| s as f64)
+        .collect();
+    ideal.sort_by(|a, b| b.total_cmp(a));
+    let idcg: f64 = ideal
+        .iter()
+        .take(k)
+        .enumerate()
+        .map(|(i, g)| g / (i as f64 + 2.0).log2())
+        .sum();
+    if idcg > 0.0 {
+        dcg / idcg
+    } else {
+        0.0
+    }
+}
+
+/// MRR@k: `1 / rank` of the first relevant document in the top `k`, or 0.
+pub fn mrr_at<S: AsRef<str>>(ranking: &[S], judged: &Judgements, k: usize) -> f64 {
+    ranking
+        .iter()
+        .take(k)
+        .position(|id| gain(judged, id.as_ref()) > 0.0)
+        .map_or(0.0, |i| 1.0 / (i as f64 + 1.0))
+}
+
+/// Recall@k: relevant documents in the top `k` over all judged relevant
+/// documents. Zero when nothing is relevant. Repeated ids count once.
+pub fn recall_at<S: AsRef<str>>(ranking: &[S], judged: &Judgements, k: usize) -> f64 {
+    let relevant = judged.values().filter(|&&s| s > 0).count();
+    if relevant == 0 {
+        return 0.0;
+    }
+    let found: HashSet<&str> = ranking
+        .iter()
+        .take(k)
+        .map(AsRef::as_ref)
+        .filter(|id| gain(judged, id) > 0.0)
+        .collect();
+    found.len() as f64 / relevant as f64
+}
+
+/// How to run [`evaluate`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EvalOptions {
+    /// BM25 candidates per query (and what the reranker reorders).
+    pub top_k: usize,
+    /// Evaluate only the first N judged queries, in file order.
+    pub max_queries: Option<usize>,
+}
+
+impl Default for EvalOptions {
+    fn default() -> Self {
+        Self {
+            top_k: DEFAULT_TOP_K,
+            max_queries: None,
+        }
+    }
+}
+
+/// The result of [`evaluate`] on one collection.
+#[derive(Debug, Clone)]
+pub struct EvalReport {
+    /// The collection's name.
+    pub collection: String,
+    /// Documents in the corpus.
+    pub documents: usize,
+    /// Queries scored (judged queries, after `max_queries`).
+    pub queries: usize,
+    /// BM25 candidates per query.
+    pub top_k: usize,
+    /// Average metrics of the BM25 order.
+    pub bm25: Metrics,
+    /// The reranking component and the average metrics of its order, when
+    /// one was given.
+    pub reranked: Option<(String, Metrics)>,
+    /// Time spent building the index.
+    pub index_time: Duration,
+    /// Time spent in BM25 search.
+    pub search_time: Duration,
+    /// Time spent in [`Reranker::rerank`].
+    pub rerank_time: Duration,
+    /// Wall time of the whole evaluation.
+    pub elapsed: Duration,
+}
+
+/// Index `collection`, retrieve the BM25 top-k of each judged query, rerank
+/// it with `rerank = Some((reranker, component))` if given, and average the
+/// metrics of both orders over the queries.
+pub fn evaluate(
+    collection: &Collection,
+    rerank: Option<(&Reranker, &str)>,
+    options: &EvalOptions,
+) -> Result<EvalReport, EvalError> {
+    if options.top_k == 0 {
+        return Err(EvalError::Invalid("top-k must be at least 1".into()));
+    }
+    let start = Instant::now();
+    let index = Bm25Index::build(&collection.documents)?;
+    let index_time = start.elapsed();
+    let mut search_time = Duration::ZERO;
+    let mut rerank_time = Duration::ZERO;
+    let mut bm25 = Metrics::default();
+    let mut reranked = Metrics::default();
+    let mut queries = 0;
+    let limit = options.max_queries.unwrap_or(usize::MAX);
+    for (query, judged) in collection.judged_queries().take(limit) {
+        let t = Instant::now();
+        let hits = index.search(&query.text, options.top_k)?;
+        search_time += t.elapsed();
+        let ids: Vec<&str> = hits
+            .iter()
+            .map(|&(i, _)| collection.documents[i].id.as_str())
+            .collect();
+        let m = Metrics::of(&ids, judged);
+        bm25.add(&m);
+        if let Some((reranker, component)) = rerank {
+            // Nothing to reorder: the BM25 order (empty) stands.
+            let order = if hits.is_empty() || query.text.trim().is_empty() {
+                ids.clone()
+            } else {
+                let passages: Vec<String> = hits
+                    .iter()
+                    .map(|&(i, _)| collection.documents[i].passage())
+                    .collect();
+                let t = Instant::now();
+                let out = reranker
+                    .rerank(component, &query.text, &passages, None)
+                    .map_err(|error| EvalError::Rerank {
+                        query: query.id.clone(),
+                        error,
+                    })?;
+                rerank_time += t.elapsed();
+                out.ranking.iter().map(|r| ids[r.index]).collect()
+            };
+            let r = Metrics::of(&order, judged);
+            tracing::debug!(
+                query = %query.id,
+                bm25_ndcg = m.ndcg_at_10,
+                reranked_ndcg = r.ndcg_at_10,
+                "query scored"
+            );
+            reranked.add(&r);
+        }
+        queries += 1;
+    }
+    bm25.divide(queries);
+    reranked.divide(queries);
+    Ok(EvalReport {
+        collection: collection.name.clone(),
+        documents: collection.documents.len(),
+        queries,
+        top_k: options.top_k,
+        bm25,
+        reranked: rerank.map(|(_, c)| (c.to_string(), reranked)),
+        index_time,
+        search_time,
+        rerank_time,
+        elapsed: start.elapsed(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn judged(pairs: &[(&str, i64)]) -> Judgements {
+        pairs.iter().map(|&(d, s)| (d.to_string(), s)).collect()
+    }
+
+    fn close(a: f64, b: f64) -> bool {
+        (a - b).abs() < 1e-9
+    }
+
+    #[test]
+    fn ndcg_graded_hand_computed() {
+        // Judged: a=3, b=2, c=1, z=0 (judged not relevant).
+        let j = judged(&[("a", 3), ("b", 2), ("c", 1), ("z", 0)]);
+        // Ideal: 3/log2(2) + 2/log2(3) + 1/log2(4) = 3 + 1.2618595 + 0.5.
+        let idcg = 3.0 + 2.0 / 3f64.log2() + 0.5;
+        // Ranking c, x, a: 1/1 + 0 + 3/log2(4) = 1 + 1.5.
+        let got = ndcg_at(&["c", "x", "a"], &j, 10);
+        assert!(close(got, 2.5 / idcg), "{got}");
+        assert!(close(ndcg_at(&["a", "b", "c"], &j, 10), 1.0));
+        assert!(close(ndcg_at(&["a", "b", "c", "z"], &j, 10), 1.0));
+        assert!(close(ndcg_at(&["x", "y"], &j, 10), 0.0));
+        assert!(close(ndcg_at::<&str>(&[], &j, 10), 0.0));
+    }
+
+    #[test]
+    fn ndcg_cutoff_and_ideal_from_all_judged() {
+        // Two relevant docs; only one retrieved, at rank 1. The unretrieved
+        // one still counts in the ideal DCG.
+        let j = judged(&[("a", 1), ("b", 1)]);
+        let idcg = 1.0 + 1.0 / 3f64.log2();
+        assert!(close(ndcg_at(&["a"], &j, 10), 1.0 / idcg));
+        // Cut-off: the relevant doc at rank 3 is outside @2.
+        assert!(close(ndcg_at(&["x", "y", "a"], &j, 2), 0.0));
+        // Ideal is cut too: 12 relevant docs, all retrieved first = 1.0 @10.
+        let many: Judgements = (0..12).map(|i| (i.to_string(), 1)).collect();
+        let ranking: Vec<String> = (0..12).map(|i| i.to_string()).collect();
+        assert!(close(ndcg_at(&ranking, &many, 10), 1.0));
+    }
+
+    #[test]
+    fn mrr_hand_computed() {
+        let j = judged(&[("a", 1), ("b", 2), ("z", 0)]);
+        assert!(close(mrr_at(&["a", "b"], &j, 10), 1.0));
+        assert!(close(mrr_at(&["z", "x", "b", "a"], &j, 10), 1.0 / 3.0));
+        let late: Vec<String> = (0..10)
+            .map(|i| format!("x{i}"))
+            .chain(["a".into()])
+            .collect();
+        assert!(close(mrr_at(&late, &j, 10), 0.0));
+        assert!(close(mrr_at(&late, &j, 11), 1.0 / 11.0));
+    }
+
+    #[test]
+    fn recall_hand_computed() {
+        let j = judged(&[("a", 1), ("b", 2), ("c", 1), ("d", 1), ("z", 0)]);
+        assert!(close(recall_at(&["a", "z", "x", "c"], &j, 100), 0.5));
+        assert!(close(recall_at(&["a", "a", "c"], &j, 100), 0.5));
+        assert!(close(recall_at(&["x", "a", "b"], &j, 2), 0.25));
+        assert!(close(recall_at(&["a"], &judged(&[("z", 0)]), 100), 0.0));
+    }
+
+    #[test]
+    fn passage_joins_title_and_text() {
+        let d = |t: &str, x: &str| Document {
+            id: "1".into(),
+            title: t.into(),
+            text: x.into(),
+        };
+        assert_eq!(d("Wings", "Lift data.").passage(), "Wings. Lift data.");
+        assert_eq!(d("Wings", "").passage(), "Wings");
+        assert_eq!(d("", "Lift data.").passage(), "Lift data.");
+    }
+
+    #[test]
+    fn parse_errors_name_file_and_line() {
+        let p = Path::new("x/corpus.jsonl");
+        let e =
+            Collection::parse_corpus(p, "{\"_id\":\"1\",\"text\":\"a\"}\n\n{oops}\n").unwrap_err();
+        assert!(
+            e.to_string().starts_with("x/corpus.jsonl:3: expected"),
+            "{e}"
+        );
+        let e = Collection::parse_corpus(p, "{\"_id\":\"1\"}\n{\"_id\":1}\n").unwrap_err();
+        assert_eq!(e.to_string(), "x/corpus.jsonl:2: duplicate document id `1`");
+        let q = Path::new("queries.jsonl");
+        let e = Collection::parse_queries(q, "{\"_id\":\"1\"}\n").unwrap_err();
+        assert!(
+            e.to_string().starts_with("queries.jsonl:1: expected"),
+            "{e}"
+        );
+        let r = Path::new("qrels.tsv");
+        let e = Collection::parse_qrels(r, "query-id\tcorpus-id\tscore\n1\t2\thigh\n").unwrap_err();
+        assert_eq!(e.to_string(), "qrels.tsv:2: score `high` is not an integer");
+        let e = Collection::parse_qrels(r, "1 2 1\n").unwrap_err();
+        assert!(e.to_string().starts_with("qrels.tsv:1: expected 3"), "{e}");
+        assert!(e.is_client_error());
+    }
+
+    /// A tiny collection: stemming (`wings`/`wing`), title and text fields,
+    /// punctuation and query syntax in queries, an unjudged query.
+    fn tiny() -> Collection {
+        let corpus = r#"{"_id": "d1", "title": "Wing flutter", "text": "Flutter of swept wings at high speed."}
+{"_id": "d2", "title": "Heat transfer", "text": "Heat conduction in composite slabs."}
+{"_id": "d3", "title": "", "text": "Boundary layer on a flat plate; the wing is not discussed."}
+{"_id": 4, "title": "Slab heating", "text": ""}
+"#;
+        let queries = r#"{"_id": "q1", "text": "wing flutter?"}
+{"_id": "q2", "text": "heat (conduction) AND slabs: \"composite\" -"}
+{"_id": "q3", "text": "boundary layer"}
+{"_id": "q4", "text": "unjudged"}
+"#;
+        let qrels =
+            "query-id\tcorpus-id\tscore\nq1\td1\t2\nq1\td3\t1\nq2\td2\t1\nq3\td3\t1\nq4\td1\t0\n";
+        Collection {
+            name: "tiny".into(),
+            documents: Collection::parse_corpus(Path::new("c"), corpus).unwrap(),
+            queries: Collection::parse_queries(Path::new("q"), queries).unwrap(),
+            qrels: Collection::parse_qrels(Path::new("r"), qrels).unwrap(),
+        }
+    }
+
+    #[test]
+    fn bm25_index_retrieves_and_scores() {
+        let c = tiny();
+        assert_eq!(c.documents[3].id, "4");
+        let index = Bm25Index::build(&c.documents).unwrap();
+        assert_eq!(index.query_terms("Wings, FLUTTERING!"), ["wing", "flutter"]);
+
+        // "wing flutter": d1 has both terms in title and text; d3 has "wing"
+        // once; d2 and d4 have neither.
+        let hits = index.search("wing flutter?", 10).unwrap();
+        let order: Vec<usize> = hits.iter().map(|h| h.0).collect();
+        assert_eq!(order, [0, 2]);
+        assert!(hits[0].1 > hits[1].1 && hits[1].1 > 0.0);
+
+        // Query syntax and punctuation are plain text.
+        let hits = index
+            .search("heat (conduction) AND slabs: \"composite\" -", 10)
+            .unwrap();
+        assert_eq!(hits[0].0, 1, "{hits:?}");
+        assert!(
+            hits.iter().any(|h| h.0 == 3),
+            "slab heating matches: {hits:?}"
+        );
+        assert!(index.search("?!.,", 10).unwrap().is_empty());
+        assert_eq!(index.search("wing", 1).unwrap().len(), 1);
+
+        let report = evaluate(&c, None, &EvalOptions::default()).unwrap();
+        assert_eq!(report.queries, 3, "q4 has no relevant judgement");
+        assert!(report.reranked.is_none());
+        // q1: d1 (2), d3 (1) = ideal order -> 1.0. q2: d2 first -> 1.0.
+        // q3: d3 is the only doc with "boundary"/"layer" -> 1.0.
+        assert!(close(report.bm25.ndcg_at_10, 1.0), "{:?}", report.bm25);
+        assert!(close(report.bm25.mrr_at_10, 1.0));
+        assert!(close(report.bm25.recall_at_100, 1.0));
+
+        // top-k = 1 for q1 loses d3: recall 1/2, NDCG = 2 / (2 + 1/log2 3).
+        let opts = EvalOptions {
+            top_k: 1,
+            max_queries: Some(1),
+        };
+        let report = evaluate(&c, None, &opts).unwrap();
+        assert_eq!(report.queries, 1);
+        assert!(close(report.bm25.recall_at_100, 0.5));
+        assert!(close(
+            report.bm25.ndcg_at_10,
+            2.0 / (2.0 + 1.0 / 3f64.log2())
+        ));
+        assert!(close(report.bm25.mrr_at_10, 1.0));
+
+        let zero = EvalOptions {
+            top_k: 0,
+            max_queries: None,
+        };
+        assert!(evaluate(&c, None, &zero).unwrap_err().is_client_error());
+    }
+}

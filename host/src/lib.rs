@@ -19,13 +19,27 @@
 //!   stack), the no-ambient-capabilities WASI context, the import allow-list
 //!   and the typed calls into a plugin.
 //! * [`nn`]: named graphs and the wasi-nn back-ends.
+//!
+//! `nboost serve` adds a multi-tenant front end on top of the same layers:
+//!
+//! * [`server`]: the HTTP API (axum): rerank in the Cohere/Jina and TEI
+//!   shapes, component and graph uploads, metrics. The only module that
+//!   knows HTTP.
+//! * [`tenancy`]: the service behind it: tenants' namespaces over the
+//!   public manifest, admission and quotas, per-tenant warm pools, atomic
+//!   version switches.
+//! * [`store`]: the durable data directory: tenants and hashed keys,
+//!   content-addressed blobs, SQLite metadata.
 
 pub mod error;
 pub mod eval;
 pub mod nn;
 pub mod registry;
 pub mod sandbox;
+pub mod server;
 pub mod service;
+pub mod store;
+pub mod tenancy;
 
 pub use error::RerankError;
 pub use service::{RankedPassage, Reranker};

@@ -160,8 +160,9 @@ impl Reranker {
     }
 }
 
-/// Reject requests a plugin should never see.
-fn check_input(
+/// Reject requests a plugin should never see: an empty query, no passages,
+/// more passages or text than `limits` allow.
+pub fn check_input(
     limits: &crate::sandbox::SandboxLimits,
     query: &str,
     passages: &[String],

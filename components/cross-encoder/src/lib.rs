@@ -28,6 +28,8 @@
 //! the log-odds of "relevant", which orders passages exactly as the softmax
 //! probability of the relevant class does. Other shapes, a data length that
 //! does not match the dimensions, or non-finite logits are back-end errors.
+//! If no output is called `output` but the back-end returned exactly one
+//! output, that one is used (some back-ends name outputs by position).
 //!
 //! # Batching
 //!

@@ -103,7 +103,12 @@ mod tests {
 
     #[test]
     fn scores_in_order_whatever_the_batching() {
-        let pairs = vec![enc(&[1, 2, 3, 4]), enc(&[10]), enc(&[5, 5, 5]), enc(&[7, 0])];
+        let pairs = vec![
+            enc(&[1, 2, 3, 4]),
+            enc(&[10]),
+            enc(&[5, 5, 5]),
+            enc(&[7, 0]),
+        ];
         for batch_size in 1..=5 {
             let s = score(&pairs, PadIds { id: 99, type_id: 0 }, batch_size, sum_model).unwrap();
             assert_eq!(s, vec![10.0, 10.0, 15.0, 7.0], "batch {batch_size}");
@@ -114,7 +119,10 @@ mod tests {
     #[test]
     fn logits_shapes() {
         assert_eq!(scores_from_logits(&[2], &[1.0, 2.0], 2), Ok(vec![1.0, 2.0]));
-        assert_eq!(scores_from_logits(&[2, 1], &[1.0, 2.0], 2), Ok(vec![1.0, 2.0]));
+        assert_eq!(
+            scores_from_logits(&[2, 1], &[1.0, 2.0], 2),
+            Ok(vec![1.0, 2.0])
+        );
         assert_eq!(
             scores_from_logits(&[2, 2], &[1.0, 3.0, 0.5, -0.5], 2),
             Ok(vec![2.0, -1.0])
@@ -126,7 +134,10 @@ mod tests {
             (vec![2, 1, 1], 2),
             (vec![], 1),
         ] {
-            assert!(scores_from_logits(&dims, &vec![0.0; n], 2).is_err(), "{dims:?}");
+            assert!(
+                scores_from_logits(&dims, &vec![0.0; n], 2).is_err(),
+                "{dims:?}"
+            );
         }
         assert!(scores_from_logits(&[2], &[1.0], 2).is_err());
         assert!(scores_from_logits(&[2], &[1.0, f32::NAN], 2).is_err());
@@ -135,7 +146,9 @@ mod tests {
 
     #[test]
     fn backend_errors_pass_through() {
-        let r = score(&[enc(&[1])], PadIds::default(), 4, |_| Err("boom".to_owned()));
+        let r = score(&[enc(&[1])], PadIds::default(), 4, |_| {
+            Err("boom".to_owned())
+        });
         assert_eq!(r, Err("boom".to_owned()));
     }
 }

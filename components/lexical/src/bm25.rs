@@ -31,7 +31,7 @@
 //!   (`queries` → `query`, `cats` → `cat`). It is crude on purpose: it never
 //!   conflates unrelated words, and it is ten lines anyone can audit.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 /// Lucene's classic English stopword set (`EnglishAnalyzer.ENGLISH_STOP_WORDS_SET`),
 /// sorted so that membership is a binary search.
@@ -151,48 +151,65 @@ impl Bm25 {
     /// when the query has no terms, or when every passage is empty.
     pub fn score(&self, query: &[String], passages: &[Vec<String>]) -> Vec<f32> {
         let n = passages.len();
-        let mut scores = vec![0.0_f32; n];
         let total_len: usize = passages.iter().map(Vec::len).sum();
-        if n == 0 || query.is_empty() || total_len == 0 {
-            return scores;
+        if query.is_empty() || total_len == 0 {
+            return vec![0.0; n];
         }
         let avg_len = total_len as f64 / n as f64;
 
-        // Query term -> how often it occurs in the query.
-        let mut query_tf: HashMap<&str, u32> = HashMap::new();
+        // Distinct query terms, numbered in sorted order (a BTreeMap, so
+        // that sums run in the same order on every call and scores are
+        // bit-for-bit reproducible), and how often each occurs in the query.
+        let mut terms: BTreeMap<&str, (usize, u32)> = BTreeMap::new();
         for term in query {
-            *query_tf.entry(term).or_default() += 1;
+            terms.entry(term).or_insert((0, 0)).1 += 1;
         }
+        for (i, slot) in terms.values_mut().enumerate() {
+            slot.0 = i;
+        }
+        let query_tf: Vec<f64> = terms.values().map(|&(_, qtf)| f64::from(qtf)).collect();
 
-        // Passage term frequencies, restricted to query terms.
-        let passage_tf: Vec<HashMap<&str, u32>> = passages
+        // tf[p][i]: occurrences of query term i in passage p.
+        let tf: Vec<Vec<u32>> = passages
             .iter()
-            .map(|terms| {
-                let mut tf = HashMap::new();
-                for term in terms {
-                    if let Some((&key, _)) = query_tf.get_key_value(term.as_str()) {
-                        *tf.entry(key).or_default() += 1;
+            .map(|passage| {
+                let mut counts = vec![0_u32; terms.len()];
+                for term in passage {
+                    if let Some(&(i, _)) = terms.get(term.as_str()) {
+                        counts[i] += 1;
                     }
                 }
-                tf
+                counts
             })
             .collect();
 
-        for (&term, &qtf) in &query_tf {
-            let df = passage_tf.iter().filter(|tf| tf.contains_key(term)).count();
-            if df == 0 {
-                continue;
-            }
-            let idf = (1.0 + ((n - df) as f64 + 0.5) / (df as f64 + 0.5)).ln();
-            for ((score, tf), terms) in scores.iter_mut().zip(&passage_tf).zip(passages) {
-                let Some(&tf) = tf.get(term) else { continue };
-                let tf = f64::from(tf);
-                let norm = 1.0 - self.b + self.b * terms.len() as f64 / avg_len;
-                let weight = idf * tf * (self.k1 + 1.0) / (tf + self.k1 * norm);
-                *score += (f64::from(qtf) * weight) as f32;
-            }
-        }
-        scores
+        let idf: Vec<f64> = (0..terms.len())
+            .map(|i| {
+                let df = tf.iter().filter(|counts| counts[i] > 0).count() as f64;
+                (1.0 + (n as f64 - df + 0.5) / (df + 0.5)).ln()
+            })
+            .collect();
+
+        passages
+            .iter()
+            .zip(&tf)
+            .map(|(passage, counts)| {
+                let norm = 1.0 - self.b + self.b * passage.len() as f64 / avg_len;
+                // `fold` from +0.0, not `sum` (which starts at -0.0 and would
+                // give non-matching passages a score of -0.0).
+                let score = counts
+                    .iter()
+                    .zip(&query_tf)
+                    .zip(&idf)
+                    .filter(|((&tf, _), _)| tf > 0)
+                    .map(|((&tf, &qtf), &idf)| {
+                        let tf = f64::from(tf);
+                        qtf * idf * tf * (self.k1 + 1.0) / (tf + self.k1 * norm)
+                    })
+                    .fold(0.0_f64, |total, x| total + x);
+                score as f32
+            })
+            .collect()
     }
 }
 
@@ -259,7 +276,10 @@ mod tests {
         let a = Analyzer::default();
         let bm25 = Bm25::default();
         assert!(rank(a, bm25, "cat", &[]).is_empty());
-        assert_eq!(rank(a, bm25, "", &strings(&["a cat", "a dog"])), vec![0.0, 0.0]);
+        assert_eq!(
+            rank(a, bm25, "", &strings(&["a cat", "a dog"])),
+            vec![0.0, 0.0]
+        );
         assert_eq!(rank(a, bm25, "cat", &strings(&["", "  "])), vec![0.0, 0.0]);
         assert_eq!(rank(a, bm25, "cat", &strings(&["dog", ""])), vec![0.0, 0.0]);
     }
@@ -271,10 +291,15 @@ mod tests {
             "The cat sat on the mat; cats sleep most of the day.",
             "Stock markets fell sharply on Tuesday.",
         ]);
-        let s = rank(Analyzer::default(), Bm25::default(), "why do cats sleep", &passages);
+        let s = rank(
+            Analyzer::default(),
+            Bm25::default(),
+            "why do cats sleep",
+            &passages,
+        );
         assert_eq!(s.len(), 3);
         assert!(s[1] > s[0] && s[1] > s[2], "{s:?}");
-        assert_eq!(s[2], 0.0);
+        assert_eq!(s[2].to_bits(), 0.0_f32.to_bits(), "+0.0, not -0.0");
         assert!(s.iter().all(|x| x.is_finite()));
     }
 
@@ -282,7 +307,12 @@ mod tests {
     fn rare_terms_weigh_more_than_common_ones() {
         // "apple" occurs in every passage, "zebra" in one.
         let passages = strings(&["apple zebra", "apple apple", "apple pie", "apple tart"]);
-        let s = rank(Analyzer::default(), Bm25::default(), "apple zebra", &passages);
+        let s = rank(
+            Analyzer::default(),
+            Bm25::default(),
+            "apple zebra",
+            &passages,
+        );
         assert!(s[0] > s[1] && s[0] > s[2], "{s:?}");
     }
 
@@ -302,7 +332,12 @@ mod tests {
     #[test]
     fn k1_zero_ignores_term_frequency() {
         let passages = strings(&["fox", "fox fox fox"]);
-        let s = rank(Analyzer::default(), Bm25 { k1: 0.0, b: 0.0 }, "fox", &passages);
+        let s = rank(
+            Analyzer::default(),
+            Bm25 { k1: 0.0, b: 0.0 },
+            "fox",
+            &passages,
+        );
         assert_eq!(s[0], s[1]);
         let s = rank(Analyzer::default(), Bm25::default(), "fox", &passages);
         assert!(s[1] > s[0]);
@@ -316,8 +351,23 @@ mod tests {
     }
 
     #[test]
+    fn scores_are_reproducible() {
+        let passages = strings(&["b a c d", "c c a", "d b b a", "e"]);
+        let first = rank(Analyzer::default(), Bm25::default(), "d c b a e", &passages);
+        for _ in 0..20 {
+            let again = rank(Analyzer::default(), Bm25::default(), "d c b a e", &passages);
+            assert_eq!(first, again);
+        }
+    }
+
+    #[test]
     fn single_passage_gets_positive_idf() {
-        let s = rank(Analyzer::default(), Bm25::default(), "cat", &strings(&["cat"]));
+        let s = rank(
+            Analyzer::default(),
+            Bm25::default(),
+            "cat",
+            &strings(&["cat"]),
+        );
         assert!(s[0] > 0.0);
     }
 

@@ -144,10 +144,10 @@ mod tests {
     #[test]
     fn scores_in_passage_order_whatever_the_batching() {
         let encodings = vec![
-            enc(&[101, 1, 102]),            // query: tokens 1,1,2 -> mostly dim 1
+            enc(&[101, 1, 102]),             // query: tokens 1,1,2 -> mostly dim 1
             enc(&[101, 1, 1, 1, 1, 1, 102]), // long, dim 1 heavy
-            enc(&[101, 102]),               // "empty" passage: [CLS] [SEP]
-            enc(&[101, 3, 3, 102]),         // dim 3
+            enc(&[101, 102]),                // "empty" passage: [CLS] [SEP]
+            enc(&[101, 3, 3, 102]),          // dim 3
         ];
         let expected = score(&encodings, PadIds::default(), 100, one_hot_model).unwrap();
         assert_eq!(expected.len(), 3);
@@ -155,7 +155,10 @@ mod tests {
         for batch_size in 1..=4 {
             let got = score(&encodings, PadIds::default(), batch_size, one_hot_model).unwrap();
             for (a, b) in got.iter().zip(&expected) {
-                assert!((a - b).abs() < 1e-6, "batch {batch_size}: {got:?} vs {expected:?}");
+                assert!(
+                    (a - b).abs() < 1e-6,
+                    "batch {batch_size}: {got:?} vs {expected:?}"
+                );
             }
         }
     }
@@ -180,7 +183,8 @@ mod tests {
     #[test]
     fn rejects_malformed_outputs() {
         let encodings = vec![enc(&[1, 2]), enc(&[1, 2, 3])];
-        let bad_dims: [&dyn Fn(&Batch) -> Vec<u32>; 5] = [
+        type Dims = dyn Fn(&Batch) -> Vec<u32>;
+        let bad_dims: [&Dims; 5] = [
             &|b| vec![b.size as u32, b.seq_len as u32],
             &|b| vec![b.size as u32 + 1, b.seq_len as u32, 4],
             &|b| vec![b.size as u32, b.seq_len as u32 + 1, 4],
@@ -198,7 +202,10 @@ mod tests {
         let r = score(&encodings, PadIds::default(), 1, |b| {
             h += 1;
             let n = b.size * b.seq_len * h;
-            Ok((vec![b.size as u32, b.seq_len as u32, h as u32], vec![1.0; n]))
+            Ok((
+                vec![b.size as u32, b.seq_len as u32, h as u32],
+                vec![1.0; n],
+            ))
         });
         assert!(matches!(r, Err(Failure::Backend(_))), "{r:?}");
         // NaN in the hidden state.

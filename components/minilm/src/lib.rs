@@ -18,6 +18,9 @@
 //! | `max-tokens` | `256`              | tokens per text, `[CLS]`/`[SEP]` included, in `[8, 512]`  |
 //! | `batch-size` | `32`               | texts per `compute` call, in `[1, 256]`                   |
 //!
+//! `model-info` reports `preferred-batch-size` = `batch-size - 1` (at least
+//! 1): that many passages plus the query make exactly one `compute`.
+//!
 //! # The graph
 //!
 //! Inputs (all `I64`, `[batch, seq]`): `input_ids`, `attention_mask`,
@@ -25,6 +28,8 @@
 //! `[batch, seq, hidden]` (hidden is 384 for all-MiniLM-L6-v2; any size up to
 //! [`embed::MAX_HIDDEN`] is accepted, as long as it is the same for every
 //! batch). The output's dimensions and data length are checked before use.
+//! If no output has that name but the back-end returned exactly one output,
+//! that one is used (some back-ends name outputs by position).
 //! This is the standard ONNX export of the model (Optimum /
 //! `onnx/model.onnx` in the model repository).
 //!
@@ -158,7 +163,9 @@ impl Guest for Plugin {
                 "bi-encoder: cosine of mean-pooled embeddings (graph {:?})",
                 config.graph
             ),
-            preferred_batch_size: config.batch_size,
+            // The query rides in the batches too: this many passages plus
+            // the query fill exactly one `compute`.
+            preferred_batch_size: config.batch_size.saturating_sub(1).max(1),
             max_tokens: config.max_tokens,
         })
     }

@@ -132,8 +132,17 @@ impl Outputs {
     /// The output called `name`, read as `FP32`, after checking that its
     /// data length matches its dimensions. Returns the dimensions and the
     /// values; the caller checks the dimensions are the ones it expects.
+    ///
+    /// When no output has that name but the back-end returned exactly one
+    /// output, that one is used: some back-ends name outputs by position
+    /// (wasmtime-wasi-nn's OpenVINO back-end returns `"0"`, `"1"`, ...).
     pub fn f32(&self, name: &str) -> Result<(Vec<u32>, Vec<f32>), String> {
-        let Some((_, tensor)) = self.0.iter().find(|(n, _)| n == name) else {
+        let found = match self.0.iter().find(|(n, _)| n == name) {
+            Some(output) => Some(output),
+            None if self.0.len() == 1 => self.0.first(),
+            None => None,
+        };
+        let Some((_, tensor)) = found else {
             return Err(format!(
                 "the graph has no output named {name:?} (it returned {:?})",
                 self.names()
@@ -147,7 +156,8 @@ impl Outputs {
             ));
         }
         let dims = tensor.dimensions();
-        let values = f32_values(&dims, &tensor.data()).map_err(|e| format!("output {name:?}: {e}"))?;
+        let values =
+            f32_values(&dims, &tensor.data()).map_err(|e| format!("output {name:?}: {e}"))?;
         Ok((dims, values))
     }
 }
@@ -171,7 +181,10 @@ mod tests {
             data: String::new(),
             ..e
         };
-        assert_eq!(e.to_string(), "wasi-nn load-by-name(\"x\") failed: not-found");
+        assert_eq!(
+            e.to_string(),
+            "wasi-nn load-by-name(\"x\") failed: not-found"
+        );
     }
 
     #[test]

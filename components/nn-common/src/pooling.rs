@@ -21,7 +21,13 @@
 ///
 /// If `hidden` or `mask` is not `batch * seq * dim` or `batch * seq` long;
 /// callers check the back-end's output dimensions first.
-pub fn mean_pool(hidden: &[f32], mask: &[i64], batch: usize, seq: usize, dim: usize) -> Vec<Vec<f32>> {
+pub fn mean_pool(
+    hidden: &[f32],
+    mask: &[i64],
+    batch: usize,
+    seq: usize,
+    dim: usize,
+) -> Vec<Vec<f32>> {
     assert_eq!(hidden.len(), batch * seq * dim, "hidden state size");
     assert_eq!(mask.len(), batch * seq, "attention mask size");
     (0..batch)

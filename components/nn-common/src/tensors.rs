@@ -217,7 +217,10 @@ mod tests {
 
     #[test]
     fn f32_values_checks_length_against_dims() {
-        let data: Vec<u8> = [1.5_f32, -2.0].iter().flat_map(|v| v.to_le_bytes()).collect();
+        let data: Vec<u8> = [1.5_f32, -2.0]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
         assert_eq!(f32_values(&[2], &data).unwrap(), vec![1.5, -2.0]);
         assert_eq!(f32_values(&[1, 2], &data).unwrap(), vec![1.5, -2.0]);
         assert!(f32_values(&[3], &data).is_err());

@@ -184,7 +184,9 @@ pub(crate) mod tests {
     fn single_texts_are_truncated_and_unpadded() {
         let enc = TextEncoder::from_json(TINY_TOKENIZER, 6).unwrap();
         assert_eq!(enc.pad_ids(), PadIds { id: 0, type_id: 0 });
-        let out = enc.encode(&["The cat sat.", "cats", "the cat sat on the mat", ""]).unwrap();
+        let out = enc
+            .encode(&["The cat sat.", "cats", "the cat sat on the mat", ""])
+            .unwrap();
         assert_eq!(out[0].ids, vec![2, 4, 5, 6, 11, 3]);
         assert_eq!(out[0].attention_mask, vec![1; 6]);
         assert_eq!(out[1].ids, vec![2, 5, 10, 3]);

@@ -5,6 +5,8 @@
 mod components;
 mod eval;
 mod rerank;
+mod serve;
+mod tenants;
 
 use std::path::PathBuf;
 
@@ -75,6 +77,11 @@ enum Command {
     Eval(eval::EvalCommand),
     /// Throughput of one component on a fixed request.
     Bench(rerank::BenchCommand),
+    /// Serve the multi-tenant HTTP API (rerank, uploads, metrics).
+    Serve(serve::ServeCommand),
+    /// Add tenants, rotate their keys, set their quotas.
+    #[command(subcommand)]
+    Tenants(tenants::TenantsCommand),
 }
 
 /// A CLI failure: a message and an exit code.
@@ -125,6 +132,8 @@ impl Cli {
             Command::Components(c) => c.run(&self.global),
             Command::Eval(c) => c.run(&self.global),
             Command::Bench(c) => c.run(&self.global),
+            Command::Serve(c) => c.run(&self.global),
+            Command::Tenants(c) => c.run(),
         }
     }
 }

@@ -31,8 +31,12 @@ pub struct RerankCommand {
     #[arg(long)]
     top_n: Option<usize>,
     /// Print JSON instead of a table.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "jsonl")]
     json: bool,
+    /// Print one JSON object per line (`index`, `score`, `text`): a passages
+    /// file for the next stage (`... --jsonl | nboost rerank -p - ...`).
+    #[arg(long)]
+    jsonl: bool,
 }
 
 #[derive(Deserialize)]
@@ -99,15 +103,16 @@ impl RerankCommand {
         }
         let reranker = global.reranker()?;
         let out = reranker.rerank(&self.component, &self.query, &passages, self.top_n)?;
+        let rows = out.ranking.iter().map(|r| {
+            serde_json::json!({"index": r.index, "score": r.score, "text": passages[r.index]})
+        });
         if self.json {
-            let rows: Vec<_> = out
-                .ranking
-                .iter()
-                .map(|r| {
-                    serde_json::json!({"index": r.index, "score": r.score, "text": passages[r.index]})
-                })
-                .collect();
+            let rows: Vec<_> = rows.collect();
             println!("{}", serde_json::to_string_pretty(&rows).map_err(anyhow::Error::from)?);
+        } else if self.jsonl {
+            for row in rows {
+                println!("{row}");
+            }
         } else {
             println!("{:>4}  {:>9}  {:>5}  passage", "rank", "score", "index");
             for (rank, r) in out.ranking.iter().enumerate() {

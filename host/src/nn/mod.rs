@@ -371,6 +371,74 @@ impl NnHost {
     }
 }
 
+/// A graph loaded outside the manifest (an upload), or a manifest graph
+/// taken by value: an opaque, cheap-to-clone handle. Holding one keeps the
+/// graph in memory, so an instance configured with it keeps working after
+/// the graph's name is given to a newer version.
+#[derive(Clone)]
+pub struct LoadedGraph(Graph);
+
+impl std::fmt::Debug for LoadedGraph {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LoadedGraph")
+    }
+}
+
+impl NnHost {
+    /// The manifest graph called `name`, loaded (see [`NnHost::graph`]), as
+    /// a handle for [`NnHost::context_preloaded`].
+    pub fn loaded_graph(&self, name: &str) -> Result<LoadedGraph, RerankError> {
+        self.graph(name).map(LoadedGraph)
+    }
+
+    /// Load graph bytes that are not declared in the manifest (an upload),
+    /// with this host's back-end. Nothing is cached here: the caller keeps
+    /// the handle for as long as the graph should stay loaded. `name` is
+    /// only used in messages.
+    pub fn load_graph_bytes(&self, name: &str, bytes: &[u8]) -> Result<LoadedGraph, RerankError> {
+        let loader = self.loader()?;
+        let started = std::time::Instant::now();
+        let graph = loader
+            .load(name, bytes)
+            .map_err(|e| RerankError::Backend(format!("graph `{name}`: {e}")))?;
+        tracing::info!(
+            target: "nboost::nn",
+            graph = name,
+            backend = ?self.options.backend,
+            ms = started.elapsed().as_millis() as u64,
+            "uploaded graph loaded"
+        );
+        Ok(LoadedGraph(graph))
+    }
+
+    /// A wasi-nn context whose allow-list is exactly `graphs`, already
+    /// loaded, under the names the guest passes to `load-by-name` (which need
+    /// not be the names the graphs were loaded under: an upload's graph `g`
+    /// of tenant `t` is seen by `t`'s components as `g`). Each `compute` is
+    /// capped at `max_tensor_bytes`.
+    pub fn context_preloaded(
+        self: &Arc<Self>,
+        graphs: &[(String, LoadedGraph)],
+        max_tensor_bytes: usize,
+    ) -> WasiNnCtx {
+        let registry = AllowedGraphs {
+            host: self.clone(),
+            graphs: graphs
+                .iter()
+                .map(|(name, g)| {
+                    let limited = Graph::from(Box::new(LimitedGraph {
+                        inner: g.0.clone(),
+                        max_tensor_bytes,
+                    }) as Box<dyn BackendGraph>);
+                    (name.clone(), OnceCell::with_value(limited))
+                })
+                .collect(),
+            max_tensor_bytes,
+        };
+        WasiNnCtx::new(Vec::new(), registry.into())
+    }
+}
+
 fn make_loader(options: &NnOptions) -> Result<Arc<dyn GraphLoader>, RerankError> {
     match options.backend {
         BackendKind::Tract => Ok(Arc::new(tract::TractLoader::new(options)?)),

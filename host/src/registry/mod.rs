@@ -22,10 +22,10 @@ use wasmtime::component::{Component, Linker};
 pub use manifest::{ComponentEntry, Manifest, check_name};
 
 use crate::RerankError;
-use crate::nn::NnHost;
+use crate::nn::{LoadedGraph, NnHost};
 use crate::sandbox::{
-    self, ComponentReport, HostState, PluginPre, SandboxEngine, validate::DEFAULT_MAX_COMPONENT_BYTES,
-    validate_component,
+    self, ComponentReport, HostState, PluginPre, SandboxEngine, SandboxLimits,
+    validate::DEFAULT_MAX_COMPONENT_BYTES, validate_component,
 };
 
 /// Counters that make the "load only what is asked for" promise checkable.
@@ -48,6 +48,23 @@ pub struct Registry {
     cache_dir: Option<PathBuf>,
     loaded: Mutex<HashMap<String, Arc<OnceCell<Arc<PluginPre>>>>>,
     stats: RegistryStats,
+}
+
+/// A component that is not in the manifest (an upload): its bytes and how
+/// to run it. Graphs are already resolved and loaded by the caller, which
+/// decides what each name may reach (a tenant's own graphs, public ones).
+#[derive(Debug)]
+pub struct DynamicComponent<'a> {
+    /// Name used in messages and logs.
+    pub name: &'a str,
+    /// The `.wasm` file's bytes.
+    pub bytes: &'a [u8],
+    /// Limits every instance runs under (already narrowed by the caller).
+    pub limits: SandboxLimits,
+    /// Settings passed to `configure`.
+    pub settings: Vec<(String, String)>,
+    /// The graphs its wasi-nn calls may load, by guest-visible name.
+    pub graphs: Vec<(String, LoadedGraph)>,
 }
 
 /// How a component reached memory.
@@ -110,7 +127,29 @@ impl Registry {
         cell.get_or_try_init(|| self.load(entry).map(Arc::new)).cloned()
     }
 
+    /// Load a component. Its allowed graphs load on another thread at the
+    /// same time (on first use they cost as much as compiling the component),
+    /// so a graph that cannot load fails here, with the back-end's own
+    /// message, rather than as a "not found" inside the plugin.
     fn load(&self, entry: &ComponentEntry) -> Result<PluginPre, RerankError> {
+        std::thread::scope(|s| {
+            let graphs = s.spawn(|| {
+                entry
+                    .graphs
+                    .iter()
+                    .try_for_each(|g| self.nn.graph(g).map(|_| ()))
+            });
+            let component = self.load_component(entry);
+            let graphs = graphs
+                .join()
+                .unwrap_or_else(|_| Err(RerankError::Backend("graph loader panicked".into())));
+            let component = component?;
+            graphs?;
+            Ok(component)
+        })
+    }
+
+    fn load_component(&self, entry: &ComponentEntry) -> Result<PluginPre, RerankError> {
         let invalid = |reason: String| RerankError::InvalidComponent {
             name: entry.name.clone(),
             reason,
@@ -205,6 +244,49 @@ impl Registry {
         Ok((component, Origin::Compiled))
     }
 
+    /// The wasi-nn host (graphs) components of this registry use.
+    pub fn nn(&self) -> &Arc<NnHost> {
+        &self.nn
+    }
+
+    /// Validate, compile (through the artifact cache) and link a component
+    /// given as bytes, outside the manifest. Nothing is instantiated: the
+    /// caller decides when to (an upload is tried once before it is kept).
+    pub fn prepare_bytes(
+        &self,
+        component: DynamicComponent<'_>,
+    ) -> Result<(PluginPre, ComponentReport), RerankError> {
+        let invalid = |reason: String| RerankError::InvalidComponent {
+            name: component.name.to_string(),
+            reason,
+        };
+        let report =
+            validate_component(component.bytes, DEFAULT_MAX_COMPONENT_BYTES).map_err(&invalid)?;
+        let (compiled, origin) = self.compile(component.bytes, &report).map_err(&invalid)?;
+        let pre = self
+            .linker
+            .instantiate_pre(&compiled)
+            .map_err(|e| invalid(format!("cannot link: {e:#}")))?;
+        tracing::info!(
+            target: "nboost::registry",
+            component = %component.name,
+            digest = %report.sha256,
+            ?origin,
+            "uploaded component prepared"
+        );
+        let plugin = PluginPre::new(
+            component.name,
+            pre,
+            &report.reranker_export,
+            component.limits,
+            component.settings,
+            Vec::new(),
+            self.nn.clone(),
+        )?
+        .with_graphs(component.graphs);
+        Ok((plugin, report))
+    }
+
     /// Fully check a component file outside any manifest: static
     /// validation, compilation, linking, and the types of `configure` and
     /// `score` (by instantiating it, without calling `configure`).
@@ -250,10 +332,12 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
+    static SEQ: AtomicUsize = AtomicUsize::new(0);
     let tmp = dir.join(format!(
-        ".{}.{}.tmp",
+        ".{}.{}-{}.tmp",
         path.file_name().and_then(|n| n.to_str()).unwrap_or("artifact"),
-        std::process::id()
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
     ));
     let mut f = std::fs::File::create(&tmp)?;
     f.write_all(data)?;

@@ -7,23 +7,27 @@
 //! `Store`; it is reused for later calls until it faults. After a trap the
 //! instance is dead and is dropped; the next call gets a fresh one.
 //!
-//! Everything read back from the guest is bounded before the host allocates
-//! for it: the score list is a [`WasmList`] view whose length is checked
-//! against the request before a single score is copied, and guest strings
-//! (error messages, model info) are [`WasmStr`] views cut to
-//! [`MAX_GUEST_STRING`] bytes.
+//! Everything read back from the guest is bounded: the score list's length
+//! is checked against the request, and guest strings (error messages, model
+//! info) are cut to [`MAX_GUEST_STRING`] bytes. Results are lifted into
+//! owned values (`Vec`, `String`) *during* the call: wasmtime 48 runs the
+//! guest's `post-return` (which frees the result buffers) before
+//! `TypedFunc::call` returns, so a `WasmList`/`WasmStr` view read afterwards
+//! would read freed memory, whose first bytes the guest allocator has
+//! already overwritten. What a lift can copy is bounded by the instance's
+//! linear memory, itself capped by `max_memory_bytes`.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use wasmtime::component::{
-    ComponentExportIndex, ComponentType, Func, InstancePre, Lift, TypedFunc, WasmList, WasmStr,
+    ComponentExportIndex, ComponentType, Func, InstancePre, Lift, TypedFunc,
 };
 use wasmtime::{Store, Trap};
 
 use super::{HostState, SandboxEngine, SandboxLimits};
 use crate::RerankError;
-use crate::nn::NnHost;
+use crate::nn::{LoadedGraph, NnHost};
 
 /// Longest guest string (error message, model name...) the host keeps.
 pub const MAX_GUEST_STRING: usize = 4096;
@@ -65,51 +69,46 @@ pub struct ModelInfo {
 #[component(variant)]
 enum RawError {
     #[component(name = "invalid-input")]
-    InvalidInput(WasmStr),
+    InvalidInput(String),
     #[component(name = "invalid-config")]
-    InvalidConfig(WasmStr),
+    InvalidConfig(String),
     #[component(name = "backend")]
-    Backend(WasmStr),
+    Backend(String),
     #[component(name = "internal")]
-    Internal(WasmStr),
+    Internal(String),
 }
 
 #[derive(ComponentType, Lift)]
 #[component(record)]
 struct RawModelInfo {
-    name: WasmStr,
-    version: WasmStr,
-    description: WasmStr,
+    name: String,
+    version: String,
+    description: String,
     #[component(name = "preferred-batch-size")]
     preferred_batch_size: u32,
     #[component(name = "max-tokens")]
     max_tokens: u32,
 }
 
-fn bounded(s: &WasmStr, store: &Store<HostState>) -> String {
-    match s.to_str(store) {
-        Ok(text) => {
-            if text.len() <= MAX_GUEST_STRING {
-                text.into_owned()
-            } else {
-                let mut end = MAX_GUEST_STRING;
-                while !text.is_char_boundary(end) {
-                    end -= 1;
-                }
-                format!("{}… ({} bytes cut)", &text[..end], text.len() - end)
-            }
+fn bounded(text: &str) -> String {
+    if text.len() <= MAX_GUEST_STRING {
+        text.to_owned()
+    } else {
+        let mut end = MAX_GUEST_STRING;
+        while !text.is_char_boundary(end) {
+            end -= 1;
         }
-        Err(e) => format!("<invalid guest string: {e}>"),
+        format!("{}… ({} bytes cut)", &text[..end], text.len() - end)
     }
 }
 
 impl RawError {
-    fn read(&self, store: &Store<HostState>) -> GuestError {
+    fn read(&self) -> GuestError {
         match self {
-            RawError::InvalidInput(s) => GuestError::InvalidInput(bounded(s, store)),
-            RawError::InvalidConfig(s) => GuestError::InvalidConfig(bounded(s, store)),
-            RawError::Backend(s) => GuestError::Backend(bounded(s, store)),
-            RawError::Internal(s) => GuestError::Internal(bounded(s, store)),
+            RawError::InvalidInput(s) => GuestError::InvalidInput(bounded(s)),
+            RawError::InvalidConfig(s) => GuestError::InvalidConfig(bounded(s)),
+            RawError::Backend(s) => GuestError::Backend(bounded(s)),
+            RawError::Internal(s) => GuestError::Internal(bounded(s)),
         }
     }
 }
@@ -117,9 +116,10 @@ impl RawError {
 type ConfigureParams<'a> = (&'a [(String, String)],);
 type ConfigureResults = (Result<RawModelInfo, RawError>,);
 type ScoreParams<'a> = (&'a str, &'a [String]);
-type ScoreResults = (Result<WasmList<f32>, RawError>,);
+type ScoreResults = (Result<Vec<f32>, RawError>,);
 
 /// A compiled plugin, ready to instantiate.
+#[derive(Clone)]
 pub struct PluginPre {
     name: String,
     pre: InstancePre<HostState>,
@@ -129,6 +129,9 @@ pub struct PluginPre {
     settings: Vec<(String, String)>,
     graphs: Vec<String>,
     nn: Arc<NnHost>,
+    /// Graphs resolved ahead of time (uploads), by guest-visible name; when
+    /// set, they replace the lazy, by-name lookup of `graphs`.
+    preloaded: Option<Arc<[(String, LoadedGraph)]>>,
 }
 
 impl PluginPre {
@@ -166,7 +169,25 @@ impl PluginPre {
             settings,
             graphs,
             nn,
+            preloaded: None,
         })
+    }
+
+    /// Instances get exactly these graphs, already loaded, under these
+    /// guest-visible names (instead of the by-name lookup of the manifest's
+    /// graphs). For uploads, whose graphs are not in the manifest.
+    pub fn with_graphs(mut self, graphs: Vec<(String, LoadedGraph)>) -> Self {
+        self.graphs = graphs.iter().map(|(n, _)| n.clone()).collect();
+        self.preloaded = Some(graphs.into());
+        self
+    }
+
+    /// The same component under other limits (a tenant's narrower quota).
+    /// Cheap: the compiled code is shared.
+    pub fn with_limits(&self, limits: SandboxLimits) -> Self {
+        let mut p = self.clone();
+        p.limits = limits;
+        p
     }
 
     /// The component's name.
@@ -190,7 +211,10 @@ impl PluginPre {
         &self,
         engine: &SandboxEngine,
     ) -> Result<(Plugin, TypedFunc<ConfigureParams<'_>, ConfigureResults>), RerankError> {
-        let nn = self.nn.context(&self.graphs, self.limits.max_tensor_bytes);
+        let nn = match &self.preloaded {
+            Some(graphs) => self.nn.context_preloaded(graphs, self.limits.max_tensor_bytes),
+            None => self.nn.context(&self.graphs, self.limits.max_tensor_bytes),
+        };
         let state = HostState::new(nn, self.limits.max_memory_bytes, self.limits.max_log_bytes);
         let mut store = Store::new(engine.engine(), state);
         store.limiter(|s| &mut s.limiter);
@@ -233,18 +257,15 @@ impl PluginPre {
         plugin.drain_log();
         let (result,) = result.map_err(|e| plugin.fault(e))?;
         let info = match result {
-            Ok(raw) => {
-                let s = &plugin.store;
-                ModelInfo {
-                    name: bounded(&raw.name, s),
-                    version: bounded(&raw.version, s),
-                    description: bounded(&raw.description, s),
-                    preferred_batch_size: raw.preferred_batch_size,
-                    max_tokens: raw.max_tokens,
-                }
-            }
+            Ok(raw) => ModelInfo {
+                name: bounded(&raw.name),
+                version: bounded(&raw.version),
+                description: bounded(&raw.description),
+                preferred_batch_size: raw.preferred_batch_size,
+                max_tokens: raw.max_tokens,
+            },
             Err(e) => {
-                let e = e.read(&plugin.store);
+                let e = e.read();
                 return Err(RerankError::Config {
                     name: self.name.clone(),
                     reason: e.to_string(),
@@ -312,22 +333,15 @@ impl Plugin {
         self.drain_log();
         let (result,) = result.map_err(|e| self.fault(e))?;
         match result {
-            Ok(list) => {
-                if list.len() != passages.len() {
+            Ok(scores) => {
+                if scores.len() != passages.len() {
                     self.alive = false;
                     return Err(RerankError::GuestFault(format!(
                         "the plugin returned {} scores for {} passages",
-                        list.len(),
+                        scores.len(),
                         passages.len()
                     )));
                 }
-                let scores = match list
-                    .iter(&mut self.store)
-                    .and_then(|it| it.collect::<wasmtime::Result<Vec<f32>>>())
-                {
-                    Ok(s) => s,
-                    Err(e) => return Err(self.fault(e)),
-                };
                 if let Some(i) = scores.iter().position(|s| !s.is_finite()) {
                     return Err(RerankError::GuestFault(format!(
                         "the plugin returned a non-finite score ({}) for passage {i}",
@@ -336,7 +350,7 @@ impl Plugin {
                 }
                 Ok(scores)
             }
-            Err(e) => Err(RerankError::Guest(e.read(&self.store))),
+            Err(e) => Err(RerankError::Guest(e.read())),
         }
     }
 

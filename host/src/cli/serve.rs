@@ -1,0 +1,173 @@
+//! `nboost serve`: the multi-tenant HTTP server.
+//!
+//! Config → engine → registry of the public manifest → data directory
+//! (locked: one server per directory; crash leftovers removed) → service →
+//! listener. The bound address is printed on stdout as the first line
+//! (`listening on http://ADDR`), so `--listen 127.0.0.1:0` works for tests
+//! and scripts. SIGTERM or Ctrl-C stops accepting connections and drains
+//! the requests in flight before the process exits 0.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use nboost::nn::NnHost;
+use nboost::registry::Registry;
+use nboost::sandbox::SandboxEngine;
+use nboost::server::{self, AppState, ServerConfig};
+use nboost::store::Store;
+use nboost::tenancy::{ServiceOptions, TenantService};
+
+use super::tenants::DataDirArgs;
+use super::{CliError, GlobalArgs};
+
+/// Serve the HTTP API.
+#[derive(Debug, Args)]
+pub struct ServeCommand {
+    /// Address to listen on; port 0 picks a free port (the bound address is
+    /// printed on stdout).
+    #[arg(long, env = "NBOOST_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    #[command(flatten)]
+    data: DataDirArgs,
+    /// Component used by requests that name none (TEI's `/rerank` has no
+    /// model field).
+    #[arg(long, env = "NBOOST_DEFAULT_MODEL")]
+    default_model: Option<String>,
+    /// Rerank calls admitted at once, server-wide; more get 429 at once.
+    /// Refusing beats queueing without bound: clients can back off.
+    #[arg(long, env = "NBOOST_MAX_CONCURRENT_REQUESTS", default_value_t = 256)]
+    max_concurrent_requests: usize,
+    /// Calls that run wasm at once (default: one per core); admitted calls
+    /// beyond wait in a queue. More than the cores only adds contention.
+    #[arg(long, env = "NBOOST_WORKERS")]
+    workers: Option<usize>,
+    /// Most documents in one rerank request.
+    #[arg(long, default_value_t = 1000)]
+    max_documents: usize,
+    /// Cap on a rerank request body, in bytes.
+    #[arg(long, default_value_t = 16 << 20)]
+    max_request_bytes: usize,
+    /// Cap on a graph upload body, in bytes.
+    #[arg(long, default_value_t = 512 << 20)]
+    max_upload_bytes: usize,
+    /// Warm instances kept per tenant and component: more cuts latency
+    /// under bursts, at the memory of one instance each.
+    #[arg(long, default_value_t = 4)]
+    max_idle_per_component: usize,
+    /// Warm instances kept in total, all tenants together.
+    #[arg(long, default_value_t = 32)]
+    max_idle_total: usize,
+    /// Also serve `GET /metrics` without a key on this (operator-only)
+    /// address.
+    #[arg(long)]
+    metrics_listen: Option<SocketAddr>,
+}
+
+/// SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!(target: "nboost::server", "shutting down: draining requests in flight");
+}
+
+impl ServeCommand {
+    pub fn run(self, global: &GlobalArgs) -> Result<(), CliError> {
+        let manifest = global.manifest()?;
+        let mut config = global.config(&manifest);
+        let options = ServiceOptions {
+            max_concurrent_requests: self.max_concurrent_requests.max(1),
+            workers: self.workers.unwrap_or_else(|| ServiceOptions::default().workers).max(1),
+            max_idle_per_component: self.max_idle_per_component.max(1),
+            max_idle_total: self.max_idle_total,
+            max_documents: self.max_documents.max(1),
+            ..ServiceOptions::default()
+        };
+        // Instance slots: running calls, warm ones, uploads being tried.
+        config.engine.max_instances = (options.workers + options.max_idle_total + options.max_concurrent_uploads + 2)
+            .try_into()
+            .unwrap_or(u32::MAX);
+        let deadline = Duration::from_millis(config.engine.limits.deadline_ms);
+        let engine = SandboxEngine::new(config.engine)
+            .map_err(|e| anyhow::anyhow!("cannot create the wasm engine: {e:#}"))?;
+        let nn = Arc::new(NnHost::new(config.nn, manifest.graphs.clone()));
+        let public = manifest.components.len();
+        let registry = Registry::new(Arc::new(engine), nn, manifest, config.cache_dir)?;
+        let store = Store::open_for_serving(&self.data.data_dir)?;
+        let tenants = store.tenants()?.len();
+        let service = TenantService::new(registry, Arc::new(store), options.clone());
+        let state = AppState::new(
+            service,
+            ServerConfig {
+                max_request_bytes: self.max_request_bytes,
+                max_upload_bytes: self.max_upload_bytes,
+                default_model: self.default_model.clone(),
+            },
+        );
+
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .thread_name("nboost-server")
+            .build()
+            .context("cannot start the async runtime")?;
+        let result: anyhow::Result<()> = runtime.block_on(async {
+            let listener = tokio::net::TcpListener::bind(self.listen)
+                .await
+                .with_context(|| format!("cannot listen on {}", self.listen))?;
+            let addr = listener.local_addr()?;
+            if let Some(maddr) = self.metrics_listen {
+                let mlistener = tokio::net::TcpListener::bind(maddr)
+                    .await
+                    .with_context(|| format!("cannot listen on {maddr}"))?;
+                let app = server::metrics_router(state.clone());
+                tokio::spawn(async move {
+                    if let Err(e) = axum::serve(mlistener, app).await {
+                        tracing::error!(target: "nboost::server", "metrics listener: {e}");
+                    }
+                });
+            }
+            tracing::info!(
+                target: "nboost::server",
+                %addr,
+                data_dir = %self.data.data_dir.display(),
+                public_components = public,
+                tenants,
+                workers = options.workers,
+                max_concurrent_requests = options.max_concurrent_requests,
+                "serving"
+            );
+            {
+                use std::io::Write;
+                let mut out = std::io::stdout().lock();
+                writeln!(out, "listening on http://{addr}")?;
+                out.flush()?;
+            }
+            server::serve(listener, state, shutdown_signal()).await?;
+            Ok(())
+        });
+        // Calls whose clients went away still run on blocking threads; give
+        // them their deadline, not forever.
+        runtime.shutdown_timeout(deadline + Duration::from_secs(1));
+        result?;
+        eprintln!("nboost: stopped after draining requests in flight");
+        Ok(())
+    }
+}

@@ -1,0 +1,509 @@
+//! The HTTP front end of `nboost serve` (axum), and the only module that
+//! knows about HTTP.
+//!
+//! [`router`] builds the whole API over an [`AppState`]; [`serve`] runs it
+//! on a listener until a shutdown signal, then drains the requests in
+//! flight. Handlers are thin: they parse, authenticate (middleware), call
+//! [`TenantService`](crate::tenancy::TenantService) and render; every error
+//! goes through [`error::ApiError`], so the status mapping exists once.
+//!
+//! | route | what |
+//! |---|---|
+//! | `GET /health` | liveness; the only route without a key |
+//! | `POST /v1/rerank`, `POST /v2/rerank` | Cohere / Jina rerank ([`api`]) |
+//! | `POST /rerank` | text-embeddings-inference rerank |
+//! | `GET /v1/components` | the tenant's components, then public ones |
+//! | `PUT/GET/DELETE /v1/components/{name}` | upload (new version), read, delete |
+//! | `GET /v1/graphs`, `PUT/GET/DELETE /v1/graphs/{name}` | the same for graphs (model files) |
+//! | `GET /metrics` | Prometheus text format |
+//! | `GET /openapi.json` | the OpenAPI 3.1 document of all this |
+//!
+//! Uploads are `PUT` with either a `multipart/form-data` body — a `file`
+//! part (the bytes) and an optional `config` part (JSON:
+//! [`ComponentConfig`](crate::tenancy::ComponentConfig) or
+//! [`GraphConfig`](crate::tenancy::GraphConfig)) — or the raw bytes alone
+//! (for graphs, `?format=text` then picks the format). Bodies are capped
+//! per route (`413` beyond).
+
+pub mod api;
+pub mod error;
+pub mod metrics;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, FromRequest, MatchedPath, Multipart, Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Json};
+use serde::de::DeserializeOwned;
+
+use crate::sandbox::validate::DEFAULT_MAX_COMPONENT_BYTES;
+use crate::store::Tenant;
+use crate::tenancy::{
+    CallTiming, ComponentConfig, GraphConfig, GraphFormat, RerankJob, ServiceError, TenantService,
+};
+use api::{
+    ApiJson, DocumentText, RerankRequest, RerankResponse, RerankResult, TeiRank, TeiRerankRequest,
+};
+use error::{ApiError, FailureKind};
+use metrics::Metrics;
+
+/// The OpenAPI document served at `/openapi.json`.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+/// HTTP-level settings.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Cap on a rerank request body. Default 16 MiB.
+    pub max_request_bytes: usize,
+    /// Cap on a graph upload body. Default 512 MiB. (Component uploads are
+    /// capped at the component size limit, 64 MiB, plus 1 MiB.)
+    pub max_upload_bytes: usize,
+    /// The component a request without `model` uses (TEI has no model
+    /// field). None: such requests get 422.
+    pub default_model: Option<String>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            max_request_bytes: 16 << 20,
+            max_upload_bytes: 512 << 20,
+            default_model: None,
+        }
+    }
+}
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    /// The service.
+    pub service: Arc<TenantService>,
+    /// The metrics.
+    pub metrics: Arc<Metrics>,
+    /// HTTP settings.
+    pub config: Arc<ServerConfig>,
+}
+
+impl AppState {
+    /// State over `service` with fresh metrics.
+    pub fn new(service: TenantService, config: ServerConfig) -> Self {
+        Self {
+            service: Arc::new(service),
+            metrics: Arc::new(Metrics::new()),
+            config: Arc::new(config),
+        }
+    }
+}
+
+/// The whole API.
+pub fn router(state: AppState) -> Router {
+    let rerank = Router::new()
+        .route("/v1/rerank", post(rerank_cohere))
+        .route("/v2/rerank", post(rerank_cohere))
+        .route("/rerank", post(rerank_tei))
+        .layer(DefaultBodyLimit::max(state.config.max_request_bytes));
+    let components = Router::new()
+        .route("/v1/components", get(list_components))
+        .route(
+            "/v1/components/{name}",
+            get(get_component).put(put_component).delete(delete_component),
+        )
+        .layer(DefaultBodyLimit::max(DEFAULT_MAX_COMPONENT_BYTES + (1 << 20)));
+    let graphs = Router::new()
+        .route("/v1/graphs", get(list_graphs))
+        .route("/v1/graphs/{name}", get(get_graph).put(put_graph).delete(delete_graph))
+        .layer(DefaultBodyLimit::max(state.config.max_upload_bytes));
+    let authenticated = Router::new()
+        .merge(rerank)
+        .merge(components)
+        .merge(graphs)
+        .route("/metrics", get(metrics_text))
+        .route("/openapi.json", get(openapi))
+        .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
+    Router::new()
+        .route("/health", get(health))
+        .merge(authenticated)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), track))
+        .with_state(state)
+}
+
+/// A router with only `GET /metrics`, unauthenticated, for a separate
+/// (operator-only) listener.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new().route("/metrics", get(metrics_text)).with_state(state)
+}
+
+/// Serve `router(state)` on `listener` until `shutdown` resolves; then stop
+/// accepting and wait for the requests in flight to finish.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+// ---- middleware -----------------------------------------------------------
+
+/// The key of `Authorization: Bearer <key>`.
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, key) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| key.trim()).filter(|k| !k.is_empty())
+}
+
+async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let Some(key) = bearer(req.headers()) else {
+        return ApiError::from(ServiceError::Unauthorized).into_response();
+    };
+    match state.service.authenticate(key) {
+        Ok(tenant) => {
+            req.extensions_mut().insert(tenant);
+            next.run(req).await
+        }
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+/// Count and time every request by route template (never the raw path:
+/// names in paths are unbounded).
+async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", |p| p.as_str())
+        .to_string();
+    let method = req.method().as_str().to_string();
+    let started = Instant::now();
+    let response = next.run(req).await;
+    let m = &state.metrics;
+    m.http_requests
+        .with_label_values(&[route.as_str(), method.as_str(), response.status().as_str()])
+        .inc();
+    m.http_duration
+        .with_label_values(&[route.as_str()])
+        .observe(started.elapsed().as_secs_f64());
+    if route.ends_with("rerank") {
+        let api = if route == "/rerank" { "tei" } else { "cohere" };
+        m.reranks.with_label_values(&[api]).inc();
+        if let Some(FailureKind(kind)) = response.extensions().get::<FailureKind>() {
+            m.failures.with_label_values(&[kind]).inc();
+        }
+    }
+    response
+}
+
+async fn not_found() -> ApiError {
+    ApiError {
+        status: StatusCode::NOT_FOUND,
+        error_type: "not_found",
+        message: "no such route".into(),
+        kind: "not_found",
+    }
+}
+
+async fn method_not_allowed() -> Response {
+    let body = serde_json::json!({
+        "error": "this method is not allowed on this path",
+        "error_type": "method_not_allowed"
+    });
+    (StatusCode::METHOD_NOT_ALLOWED, Json(body)).into_response()
+}
+
+// ---- plain routes -----------------------------------------------------------
+
+async fn health() -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "status": "ok" }))
+}
+
+async fn metrics_text(State(state): State<AppState>) -> Response {
+    let text = state.metrics.render(state.service.gauges());
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        text,
+    )
+        .into_response()
+}
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
+// ---- rerank -------------------------------------------------------------------
+
+fn model_of(state: &AppState, model: Option<String>) -> Result<String, ApiError> {
+    model
+        .filter(|m| !m.is_empty())
+        .or_else(|| state.config.default_model.clone())
+        .ok_or_else(|| {
+            ApiError::unprocessable("invalid request: missing field `model` (this server has no default model)")
+        })
+}
+
+/// `Server-Timing` of a rerank: queue, instantiate and guest, in ms.
+fn timing_header(t: &CallTiming) -> (header::HeaderName, HeaderValue) {
+    let v = format!(
+        "queue;dur={:.3}, instantiate;dur={:.3}, guest;dur={:.3}",
+        t.queue.as_secs_f64() * 1e3,
+        t.instantiate.as_secs_f64() * 1e3,
+        t.guest.as_secs_f64() * 1e3
+    );
+    (
+        header::HeaderName::from_static("server-timing"),
+        HeaderValue::from_str(&v).unwrap_or(HeaderValue::from_static("")),
+    )
+}
+
+fn observe(state: &AppState, t: &CallTiming) {
+    state.metrics.queue.observe(t.queue.as_secs_f64());
+    state.metrics.instantiate.observe(t.instantiate.as_secs_f64());
+    state.metrics.guest.observe(t.guest.as_secs_f64());
+}
+
+async fn rerank_cohere(
+    State(state): State<AppState>,
+    Extension(tenant): Extension<Tenant>,
+    ApiJson(req): ApiJson<RerankRequest>,
+) -> Result<Response, ApiError> {
+    let model = model_of(&state, req.model)?;
+    let documents = api::document_texts(req.documents)?;
+    let job = RerankJob {
+        model: model.clone(),
+        query: req.query,
+        documents,
+        top_n: req.top_n,
+    };
+    let out = state.service.rerank(&tenant, job).await?;
+    observe(&state, &out.timing);
+    let with_docs = req.return_documents.unwrap_or(false);
+    let results = out
+        .ranking
+        .iter()
+        .map(|r| RerankResult {
+            index: r.index,
+            relevance_score: r.score,
+            document: with_docs.then(|| DocumentText {
+                text: out.documents[r.index].clone(),
+            }),
+        })
+        .collect();
+    let body = RerankResponse {
+        id: api::request_id(),
+        model,
+        results,
+        meta: serde_json::json!({
+            "api_version": { "version": "2" },
+            "billed_units": { "search_units": 1 }
+        }),
+    };
+    Ok(([timing_header(&out.timing)], Json(body)).into_response())
+}
+
+async fn rerank_tei(
+    State(state): State<AppState>,
+    Extension(tenant): Extension<Tenant>,
+    ApiJson(req): ApiJson<TeiRerankRequest>,
+) -> Result<Response, ApiError> {
+    let model = model_of(&state, req.model)?;
+    let job = RerankJob {
+        model,
+        query: req.query,
+        documents: req.texts,
+        top_n: None,
+    };
+    let out = state.service.rerank(&tenant, job).await?;
+    observe(&state, &out.timing);
+    let ranks: Vec<TeiRank> = out
+        .ranking
+        .iter()
+        .map(|r| TeiRank {
+            index: r.index,
+            score: if req.raw_scores { r.score } else { api::sigmoid(r.score) },
+            text: req.return_text.then(|| out.documents[r.index].clone()),
+        })
+        .collect();
+    Ok(([timing_header(&out.timing)], Json(ranks)).into_response())
+}
+
+// ---- uploads --------------------------------------------------------------------
+
+/// An upload body: the bytes and the parsed `config` part (if any).
+struct Upload<C> {
+    bytes: Bytes,
+    config: Option<C>,
+}
+
+fn body_error(status: StatusCode, e: impl std::fmt::Display) -> ApiError {
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::from(ServiceError::PayloadTooLarge(
+            "the upload is over this server's size limit".into(),
+        ))
+    } else {
+        ApiError::bad_request(format!("cannot read the upload: {e}"))
+    }
+}
+
+async fn read_upload<C: DeserializeOwned>(state: &AppState, req: Request) -> Result<Upload<C>, ApiError> {
+    let multipart = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.to_ascii_lowercase().starts_with("multipart/form-data"));
+    if !multipart {
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(|e| body_error(e.status(), e))?;
+        return Ok(Upload { bytes, config: None });
+    }
+    let mut form = Multipart::from_request(req, state)
+        .await
+        .map_err(|e| body_error(e.status(), e))?;
+    let mut bytes = None;
+    let mut config = None;
+    while let Some(field) = form.next_field().await.map_err(|e| body_error(e.status(), e))? {
+        let name = field.name().unwrap_or_default().to_string();
+        let data = field.bytes().await.map_err(|e| body_error(e.status(), e))?;
+        match name.as_str() {
+            "file" => bytes = Some(data),
+            "config" => config = Some(api::parse_json::<C>(&data)?),
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "unexpected form part `{other}` (expected `file` and optionally `config`)"
+                )));
+            }
+        }
+    }
+    let bytes = bytes.ok_or_else(|| ApiError::bad_request("the form has no `file` part"))?;
+    Ok(Upload { bytes, config })
+}
+
+/// Run blocking service work (SQLite, file hashing) off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ServiceError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::from(ServiceError::Internal(format!("task failed: {e}"))))?
+        .map_err(ApiError::from)
+}
+
+fn created_or_ok<T: serde::Serialize>(version: u64, body: T) -> Response {
+    let status = if version == 1 { StatusCode::CREATED } else { StatusCode::OK };
+    (status, Json(body)).into_response()
+}
+
+fn count_upload(state: &AppState, kind: &str, ok: bool) {
+    let outcome = if ok { "accepted" } else { "refused" };
+    state.metrics.uploads.with_label_values(&[kind, outcome]).inc();
+}
+
+async fn put_component(
+    State(state): State<AppState>,
+    Extension(tenant): Extension<Tenant>,
+    Path(name): Path<String>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let upload = read_upload::<ComponentConfig>(&state, req).await?;
+    let result = state
+        .service
+        .put_component(&tenant, &name, upload.bytes, upload.config.unwrap_or_default())
+        .await;
+    count_upload(&state, "component", result.is_ok());
+    let info = result?;
+    Ok(created_or_ok(info.version, info))
+}
+
+async fn list_components(
+    State(state): State<AppState>,
+    Extension(tenant): Extension<Tenant>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let service = state.service.clone();
+    let list = blocking(move || service.list_components(&tenant)).await?;
+    Ok(Json(serde_json::json!({ "components": list })))
+}
+
+async fn get_component(
+    State(state): State<AppState>,
+    Extension(tenant): Extension<Tenant>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    let service = state.service.clone();
+    let info = blocking(move || service.component(&tenant, &name)).await?;
+    Ok(Json(info).into_response())
+}
+
+async fn delete_component(
+    State(state): State<AppState>,
+    Extension(tenant): Extension<Tenant>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let service = state.service.clone();
+    blocking(move || service.delete_component(&tenant, &name)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `?format=` of a raw-body graph upload.
+#[derive(Debug, serde::Deserialize)]
+struct GraphQuery {
+    #[serde(default)]
+    format: Option<GraphFormat>,
+}
+
+async fn put_graph(
+    State(state): State<AppState>,
+    Extension(tenant): Extension<Tenant>,
+    Path(name): Path<String>,
+    query: Result<Query<GraphQuery>, axum::extract::rejection::QueryRejection>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::bad_request(format!("bad query string: {e}")))?;
+    let upload = read_upload::<GraphConfig>(&state, req).await?;
+    let mut config = upload.config.unwrap_or_default();
+    if let Some(format) = query.format {
+        config.format = format;
+    }
+    let result = state.service.put_graph(&tenant, &name, upload.bytes, config).await;
+    count_upload(&state, "graph", result.is_ok());
+    let info = result?;
+    Ok(created_or_ok(info.version, info))
+}
+
+async fn list_graphs(
+    State(state): State<AppState>,
+    Extension(tenant): Extension<Tenant>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let service = state.service.clone();
+    let list = blocking(move || service.list_graphs(&tenant)).await?;
+    Ok(Json(serde_json::json!({ "graphs": list })))
+}
+
+async fn get_graph(
+    State(state): State<AppState>,
+    Extension(tenant): Extension<Tenant>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    let service = state.service.clone();
+    let info = blocking(move || service.graph(&tenant, &name)).await?;
+    Ok(Json(info).into_response())
+}
+
+async fn delete_graph(
+    State(state): State<AppState>,
+    Extension(tenant): Extension<Tenant>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let service = state.service.clone();
+    blocking(move || service.delete_graph(&tenant, &name)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

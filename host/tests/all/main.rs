@@ -1,0 +1,10 @@
+//! nboost's integration tests: one binary, one module per topic, all through
+//! the real host with the real components built from `components/` (run
+//! `just components` and `just model` first; `just test` does).
+
+mod cli;
+mod common;
+mod model;
+mod registry;
+mod sandbox;
+mod server;

