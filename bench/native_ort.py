@@ -33,8 +33,9 @@ from tokenizers import Tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
 MAX_TOKENS = 256
-# Fastest of 1/4/8/16/32/64/101 with 2 threads on ~100-token passages (see the
-# batch sweep in the change that added this file); 16 and 32 were within noise.
+# Batch sweep (1/4/8/16/32/64/101, 2 threads, ~100-token passages): 8 and 16
+# were fastest and within noise of each other, 1 and 101 clearly slower. The
+# sweep ran beside cargo builds on a 2-core machine; re-run it when idle.
 DEFAULT_BATCH = 16
 
 

@@ -5,6 +5,7 @@
 
 // Same source inclusion as the fuzz target (see fuzz/Cargo.toml for why).
 #[allow(dead_code, reason = "only validate_component is used here")]
+#[rustfmt::skip] // not ours to format: `cargo fmt` here must leave host/ alone
 #[path = "../../host/src/sandbox/validate.rs"]
 mod validate;
 

@@ -40,6 +40,9 @@ pub enum RerankError {
     /// The call ran past its deadline and was interrupted.
     #[error("deadline of {0} ms exceeded")]
     Timeout(u64),
+    /// The call used up its instruction budget (fuel).
+    #[error("the plugin used up its budget of {0} instructions (fuel)")]
+    OutOfFuel(u64),
     /// The plugin tried to grow its memory past its cap.
     #[error("out of memory: the plugin exceeded its {0} byte memory limit")]
     OutOfMemory(u64),
@@ -65,6 +68,7 @@ impl RerankError {
             Self::InvalidComponent { .. } => "invalid_component",
             Self::Config { .. } => "config",
             Self::Timeout(_) => "timeout",
+            Self::OutOfFuel(_) => "out_of_fuel",
             Self::OutOfMemory(_) => "out_of_memory",
             Self::GuestFault(_) => "guest_fault",
             Self::Guest(GuestError::InvalidInput(_)) => "invalid_input",

@@ -61,6 +61,9 @@ pub struct GlobalArgs {
     /// Per-instance memory cap in MiB (host maximum).
     #[arg(long, global = true, env = "NBOOST_MEMORY_MIB")]
     memory_mib: Option<u64>,
+    /// Per-call instruction budget (wasmtime fuel); off by default.
+    #[arg(long, global = true, env = "NBOOST_FUEL")]
+    fuel: Option<u64>,
     /// More logging (-v info, -vv debug); RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -147,6 +150,7 @@ impl GlobalArgs {
         if let Some(mib) = self.memory_mib {
             engine.limits.max_memory_bytes = mib.max(1) << 20;
         }
+        engine.limits.fuel_per_call = self.fuel;
         let mut nn = NnOptions {
             backend: self.backend,
             target: self.target,

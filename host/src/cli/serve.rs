@@ -4,10 +4,12 @@
 //! (locked: one server per directory; crash leftovers removed) → service →
 //! listener. The bound address is printed on stdout as the first line
 //! (`listening on http://ADDR`), so `--listen 127.0.0.1:0` works for tests
-//! and scripts. SIGTERM or Ctrl-C stops accepting connections and drains
+//! and scripts (with `--metrics-listen`, a `metrics on http://ADDR/metrics`
+//! line comes just before it). SIGTERM or Ctrl-C stops accepting connections and drains
 //! the requests in flight before the process exits 0.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,7 +22,7 @@ use nboost::server::{self, AppState, ServerConfig};
 use nboost::store::Store;
 use nboost::tenancy::{ServiceOptions, TenantService};
 
-use super::tenants::DataDirArgs;
+use super::tenants::{apply_tenants_file, DataDirArgs};
 use super::{CliError, GlobalArgs};
 
 /// Serve the HTTP API.
@@ -32,6 +34,10 @@ pub struct ServeCommand {
     listen: SocketAddr,
     #[command(flatten)]
     data: DataDirArgs,
+    /// A tenants file (TOML: `[tenants.NAME]` with `key-sha256` and quotas),
+    /// applied over the data directory at start.
+    #[arg(long, env = "NBOOST_TENANTS")]
+    tenants: Option<PathBuf>,
     /// Component used by requests that name none (TEI's `/rerank` has no
     /// model field).
     #[arg(long, env = "NBOOST_DEFAULT_MODEL")]
@@ -95,16 +101,20 @@ impl ServeCommand {
         let mut config = global.config(&manifest);
         let options = ServiceOptions {
             max_concurrent_requests: self.max_concurrent_requests.max(1),
-            workers: self.workers.unwrap_or_else(|| ServiceOptions::default().workers).max(1),
+            workers: self
+                .workers
+                .unwrap_or_else(|| ServiceOptions::default().workers)
+                .max(1),
             max_idle_per_component: self.max_idle_per_component.max(1),
             max_idle_total: self.max_idle_total,
             max_documents: self.max_documents.max(1),
             ..ServiceOptions::default()
         };
         // Instance slots: running calls, warm ones, uploads being tried.
-        config.engine.max_instances = (options.workers + options.max_idle_total + options.max_concurrent_uploads + 2)
-            .try_into()
-            .unwrap_or(u32::MAX);
+        config.engine.max_instances =
+            (options.workers + options.max_idle_total + options.max_concurrent_uploads + 2)
+                .try_into()
+                .unwrap_or(u32::MAX);
         let deadline = Duration::from_millis(config.engine.limits.deadline_ms);
         let engine = SandboxEngine::new(config.engine)
             .map_err(|e| anyhow::anyhow!("cannot create the wasm engine: {e:#}"))?;
@@ -112,6 +122,9 @@ impl ServeCommand {
         let public = manifest.components.len();
         let registry = Registry::new(Arc::new(engine), nn, manifest, config.cache_dir)?;
         let store = Store::open_for_serving(&self.data.data_dir)?;
+        if let Some(path) = &self.tenants {
+            apply_tenants_file(path, &store)?;
+        }
         let tenants = store.tenants()?.len();
         let service = TenantService::new(registry, Arc::new(store), options.clone());
         let state = AppState::new(
@@ -133,10 +146,17 @@ impl ServeCommand {
                 .await
                 .with_context(|| format!("cannot listen on {}", self.listen))?;
             let addr = listener.local_addr()?;
+            use std::io::Write;
             if let Some(maddr) = self.metrics_listen {
                 let mlistener = tokio::net::TcpListener::bind(maddr)
                     .await
                     .with_context(|| format!("cannot listen on {maddr}"))?;
+                let bound = mlistener.local_addr()?;
+                // Before the `listening on` line, which readers wait for.
+                writeln!(
+                    std::io::stdout().lock(),
+                    "metrics on http://{bound}/metrics"
+                )?;
                 let app = server::metrics_router(state.clone());
                 tokio::spawn(async move {
                     if let Err(e) = axum::serve(mlistener, app).await {
@@ -155,7 +175,6 @@ impl ServeCommand {
                 "serving"
             );
             {
-                use std::io::Write;
                 let mut out = std::io::stdout().lock();
                 writeln!(out, "listening on http://{addr}")?;
                 out.flush()?;

@@ -1,14 +1,30 @@
-//! `nboost tenants`: add tenants, rotate their keys, set their quotas.
+//! `nboost tenants`: add tenants, rotate their keys, set their quotas; and
+//! the operator's tenants file that `nboost serve --tenants` applies.
 //!
 //! Works on the data directory directly (SQLite), so it can run next to a
 //! live server: a new tenant or key is usable on the server's next request,
 //! and a rotated key stops working at once. A key is printed once, alone on
 //! stdout (for scripts); only its sha256 is stored.
+//!
+//! The tenants file is for configuration management: keys appear in it only
+//! as hashes (`nboost tenants new-key` makes a key and prints both), and
+//! every start applies it over the data directory (create or update; tenants
+//! missing from the file are left alone):
+//!
+//! ```toml
+//! [tenants.acme]
+//! key-sha256 = "9f86d0..."      # sha256 hex of the key
+//! max-concurrent = 64           # other keys: max-components, max-graphs,
+//!                               # max-bytes, max-deadline-ms, max-memory-mib
+//! ```
 
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
+use anyhow::Context;
 use clap::{Args, Subcommand};
-use nboost::store::{Quotas, Store, StoreError, TenantId};
+use nboost::store::{ApiKey, Quotas, Store, StoreError, TenantId};
+use serde::Deserialize;
 
 use super::CliError;
 
@@ -103,12 +119,67 @@ pub enum TenantsCommand {
         #[command(flatten)]
         data: DataDirArgs,
     },
+    /// Make a key for a tenants file: prints the key, then the
+    /// `key-sha256 = "..."` line to put in the file. Stores nothing.
+    NewKey,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TenantsFile {
+    #[serde(default)]
+    tenants: BTreeMap<String, TenantEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct TenantEntry {
+    /// `key-sha256 = "<64 hex>"`
+    key_sha256: String,
+    /// `max-components = 16`
+    max_components: Option<u32>,
+    /// `max-graphs = 16`
+    max_graphs: Option<u32>,
+    /// `max-bytes = 1073741824`
+    max_bytes: Option<u64>,
+    /// `max-concurrent = 16`
+    max_concurrent: Option<u32>,
+    /// `max-deadline-ms = 2000`
+    max_deadline_ms: Option<u64>,
+    /// `max-memory-mib = 256`
+    max_memory_mib: Option<u64>,
+}
+
+/// Apply the tenants file at `path` to `store`; returns how many tenants it
+/// names.
+pub fn apply_tenants_file(path: &Path, store: &Store) -> Result<usize, CliError> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the tenants file {}", path.display()))?;
+    let file: TenantsFile =
+        toml::from_str(&text).with_context(|| format!("tenants file {}", path.display()))?;
+    for (name, e) in &file.tenants {
+        let id = TenantId::parse(name)?;
+        let quotas = QuotaArgs {
+            max_components: e.max_components,
+            max_graphs: e.max_graphs,
+            max_bytes: e.max_bytes,
+            max_concurrent: e.max_concurrent,
+            deadline_ms: e.max_deadline_ms,
+            memory_mib: e.max_memory_mib,
+        }
+        .over(Quotas::default());
+        let created = store.upsert_tenant_hashed(&id, &e.key_sha256, &quotas)?;
+        tracing::info!(target: "nboost::server", tenant = %id, created, "tenant from the tenants file");
+    }
+    Ok(file.tenants.len())
 }
 
 impl From<StoreError> for CliError {
     fn from(e: StoreError) -> Self {
         let code = match e {
-            StoreError::TenantExists(_) | StoreError::UnknownTenant(_) | StoreError::InvalidName(_) => 2,
+            StoreError::TenantExists(_)
+            | StoreError::UnknownTenant(_)
+            | StoreError::InvalidName(_) => 2,
             _ => 1,
         };
         Self {
@@ -132,15 +203,24 @@ impl TenantsCommand {
                 let id = TenantId::parse(&name)?;
                 let store = Store::open(&data.data_dir)?;
                 let key = store.rotate_key(&id)?;
-                eprintln!("tenant `{id}` has a new API key (shown once; the old one no longer works):");
+                eprintln!(
+                    "tenant `{id}` has a new API key (shown once; the old one no longer works):"
+                );
                 println!("{}", key.reveal());
             }
             Self::SetQuota { name, data, quotas } => {
                 let id = TenantId::parse(&name)?;
                 let store = Store::open(&data.data_dir)?;
-                let current = store.tenant(&id)?.ok_or_else(|| StoreError::UnknownTenant(name.clone()))?;
+                let current = store
+                    .tenant(&id)?
+                    .ok_or_else(|| StoreError::UnknownTenant(name.clone()))?;
                 store.set_quotas(&id, &quotas.over(current.quotas))?;
                 eprintln!("tenant `{id}`: quotas updated");
+            }
+            Self::NewKey => {
+                let key = ApiKey::generate().map_err(|e| anyhow::anyhow!(e))?;
+                println!("{}", key.reveal());
+                println!("key-sha256 = \"{}\"", key.hash());
             }
             Self::List { data } => {
                 let store = Store::open(&data.data_dir)?;

@@ -58,6 +58,7 @@ impl SandboxEngine {
         config.max_wasm_stack(options.limits.max_stack_bytes);
         config.memory_init_cow(true);
         config.parallel_compilation(true);
+        config.consume_fuel(options.limits.fuel_per_call.is_some());
         if options.pooling {
             let mut pool = PoolingAllocationConfig::default();
             let n = options.max_instances.max(1);

@@ -34,12 +34,21 @@ pub struct SandboxLimits {
     /// memory against giant requests. Default 32 MiB.
     pub max_input_bytes: usize,
     /// Most bytes of tensor data one wasi-nn `compute` may pass in or get
-    /// out. Guards the host (which copies tensors outside the sandbox)
-    /// against giant tensors. Default 256 MiB.
+    /// out, and (plus 1 MiB) the most bytes one guest-to-host call may copy
+    /// at all (wasmtime's hostcall fuel). Guards the host, which copies
+    /// tensors outside the sandbox, against giant tensors and lists: the
+    /// copy is refused before the host allocates. Default 128 MiB: a
+    /// 64 x 512-token MiniLM batch's hidden states are 48 MiB.
     pub max_tensor_bytes: usize,
     /// Bytes of guest stdout/stderr kept per instance (and sent to the log);
     /// the rest is dropped. Guards the log against a chatty guest. 64 KiB.
     pub max_log_bytes: usize,
+    /// Optional instruction budget per call (wasmtime fuel). A deterministic
+    /// CPU cap, independent of machine load, at a few percent of guest speed;
+    /// off by default (the deadline already bounds CPU). Turning it on
+    /// changes the compiled code, so the engine (and its artifact cache key)
+    /// differs.
+    pub fuel_per_call: Option<u64>,
 }
 
 impl Default for SandboxLimits {
@@ -50,8 +59,9 @@ impl Default for SandboxLimits {
             max_stack_bytes: 1 << 20,
             max_passages: 10_000,
             max_input_bytes: 32 << 20,
-            max_tensor_bytes: 256 << 20,
+            max_tensor_bytes: 128 << 20,
             max_log_bytes: 64 << 10,
+            fuel_per_call: None,
         }
     }
 }

@@ -212,13 +212,15 @@ impl PluginPre {
         engine: &SandboxEngine,
     ) -> Result<(Plugin, TypedFunc<ConfigureParams<'_>, ConfigureResults>), RerankError> {
         let nn = match &self.preloaded {
-            Some(graphs) => self.nn.context_preloaded(graphs, self.limits.max_tensor_bytes),
+            Some(graphs) => self
+                .nn
+                .context_preloaded(graphs, self.limits.max_tensor_bytes),
             None => self.nn.context(&self.graphs, self.limits.max_tensor_bytes),
         };
         let state = HostState::new(nn, self.limits.max_memory_bytes, self.limits.max_log_bytes);
         let mut store = Store::new(engine.engine(), state);
         store.limiter(|s| &mut s.limiter);
-        store.set_epoch_deadline(SandboxEngine::deadline_ticks(self.limits.deadline_ms));
+        store.set_hostcall_fuel(self.limits.max_tensor_bytes + (1 << 20));
         store.epoch_deadline_trap();
 
         let mut plugin = Plugin {
@@ -229,6 +231,7 @@ impl PluginPre {
             info: None,
             alive: true,
         };
+        plugin.arm();
         let instance = match self.pre.instantiate(&mut plugin.store) {
             Ok(i) => i,
             Err(e) => return Err(plugin.fault(e)),
@@ -253,6 +256,7 @@ impl PluginPre {
     pub fn instantiate(&self, engine: &SandboxEngine) -> Result<Plugin, RerankError> {
         let started = Instant::now();
         let (mut plugin, configure) = self.start(engine)?;
+        plugin.arm();
         let result = configure.call(&mut plugin.store, (&self.settings,));
         plugin.drain_log();
         let (result,) = result.map_err(|e| plugin.fault(e))?;
@@ -327,8 +331,7 @@ impl Plugin {
         let typed = func
             .typed::<ScoreParams<'_>, ScoreResults>(&self.store)
             .map_err(|e| RerankError::GuestFault(format!("{e:#}")))?;
-        self.store
-            .set_epoch_deadline(SandboxEngine::deadline_ticks(self.limits.deadline_ms));
+        self.arm();
         let result = typed.call(&mut self.store, (query, passages));
         self.drain_log();
         let (result,) = result.map_err(|e| self.fault(e))?;
@@ -354,12 +357,24 @@ impl Plugin {
         }
     }
 
+    /// Reset the per-call budgets: deadline and (if enabled) fuel.
+    fn arm(&mut self) {
+        self.store
+            .set_epoch_deadline(SandboxEngine::deadline_ticks(self.limits.deadline_ms));
+        if let Some(fuel) = self.limits.fuel_per_call {
+            // Cannot fail: fuel is enabled on the engine whenever it is set.
+            let _ = self.store.set_fuel(fuel);
+        }
+    }
+
     /// Classify a trap or host error, and mark the instance dead.
     fn fault(&mut self, err: wasmtime::Error) -> RerankError {
         self.alive = false;
         let trap = err.downcast_ref::<Trap>().copied();
         let e = if trap == Some(Trap::Interrupt) {
             RerankError::Timeout(self.limits.deadline_ms)
+        } else if trap == Some(Trap::OutOfFuel) {
+            RerankError::OutOfFuel(self.limits.fuel_per_call.unwrap_or_default())
         } else if self.store.data().limiter.denied {
             RerankError::OutOfMemory(self.store.data().limiter.max_memory_bytes())
         } else {

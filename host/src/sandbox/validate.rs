@@ -75,7 +75,28 @@ pub fn sha256_digest(bytes: &[u8]) -> String {
 }
 
 /// Check a component file; `Err` carries a message fit for a user.
+///
+/// Messages quote names taken from the file; control characters in them are
+/// escaped, so a hostile file cannot put terminal escape sequences or fake
+/// log lines into the host's output (found by the `fuzz/` target).
 pub fn validate_component(bytes: &[u8], max_bytes: usize) -> Result<ComponentReport, String> {
+    validate_unescaped(bytes, max_bytes).map_err(|m| escape_controls(&m))
+}
+
+/// `s` with every control character written as a Rust escape (`\u{1b}`).
+pub fn escape_controls(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| {
+            let escaped = c.is_control().then(|| c.escape_default());
+            escaped
+                .into_iter()
+                .flatten()
+                .chain((!c.is_control()).then_some(c))
+        })
+        .collect()
+}
+
+fn validate_unescaped(bytes: &[u8], max_bytes: usize) -> Result<ComponentReport, String> {
     if bytes.is_empty() {
         return Err("the file is empty".into());
     }
@@ -199,6 +220,17 @@ mod tests {
     fn rejects_oversized_files() {
         let err = validate_component(&[0u8; 100], 10).unwrap_err();
         assert!(err.contains("over the 10 byte limit"), "{err}");
+    }
+
+    #[test]
+    fn messages_escape_control_characters() {
+        // Found by fuzz/: wasmparser quotes the malformed export name,
+        // NULs and all, in its error.
+        let bytes = b"\x00\x61\x73\x6d\x0d\x00\x01\x00\x05\x03\x01\x01\x00\x0b\x41\x02\x00\x1e\x6e\x62\x6f\x6f\x73\x74\x3a\x72\x65\x72\x61\x6e\x6b\x65\x00\x00\x00\x00\x00\x00\x00\x04\x65\x72\x40\x30\x2e\x32\x2e\x30\x05\x00\x00\x00\x18\x6e\x6f\x00\x00\x00\x00\x00\x01\x72\x72\x61\x6e\x6b\x6a\x22\x05\x28\x02\x99\x00\x00\x00\x00\x00\x00\x01\x72";
+        let err = validate_component(bytes, 1 << 20).unwrap_err();
+        assert!(err.contains("invalid component"), "{err}");
+        assert!(!err.chars().any(char::is_control), "{err:?}");
+        assert_eq!(escape_controls("a\u{1b}[2Jb\n"), "a\\u{1b}[2Jb\\n");
     }
 
     #[test]

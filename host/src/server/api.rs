@@ -52,7 +52,9 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
 /// Parse a JSON body: syntax errors are 400, shape errors 422.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(bytes).map_err(|e| match e.classify() {
-        serde_json::error::Category::Data => ApiError::unprocessable(format!("invalid request: {e}")),
+        serde_json::error::Category::Data => {
+            ApiError::unprocessable(format!("invalid request: {e}"))
+        }
         _ => ApiError::bad_request(format!("malformed JSON: {e}")),
     })
 }
@@ -180,7 +182,14 @@ pub fn request_id() -> String {
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
     let h = hex::encode(b);
-    format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
 }
 
 #[cfg(test)]
@@ -189,7 +198,10 @@ mod tests {
 
     #[test]
     fn documents_may_be_strings_or_text_objects() {
-        let docs = vec![serde_json::json!("a"), serde_json::json!({"text": "b", "title": "t"})];
+        let docs = vec![
+            serde_json::json!("a"),
+            serde_json::json!({"text": "b", "title": "t"}),
+        ];
         assert_eq!(document_texts(docs).unwrap(), vec!["a", "b"]);
         let bad = vec![serde_json::json!("a"), serde_json::json!({"body": "b"})];
         let e = document_texts(bad).unwrap_err();

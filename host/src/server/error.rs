@@ -23,13 +23,13 @@
 //! which is about the caller's chosen component and reveals nothing of the
 //! host.
 
-use axum::Json;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::Json;
 
-use crate::RerankError;
 use crate::sandbox::GuestError;
 use crate::tenancy::ServiceError;
+use crate::RerankError;
 
 /// An error response.
 #[derive(Debug)]
@@ -55,7 +55,12 @@ impl ApiError {
         Self::from(ServiceError::Unprocessable(message.into()))
     }
 
-    fn new(status: StatusCode, error_type: &'static str, message: String, kind: &'static str) -> Self {
+    fn new(
+        status: StatusCode,
+        error_type: &'static str,
+        message: String,
+        kind: &'static str,
+    ) -> Self {
         Self {
             status,
             error_type,
@@ -78,7 +83,9 @@ impl From<ServiceError> for ApiError {
             ServiceError::EmptyDocuments => (StatusCode::BAD_REQUEST, "empty"),
             ServiceError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             ServiceError::Unprocessable(_) => (StatusCode::UNPROCESSABLE_ENTITY, "validation"),
-            ServiceError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            ServiceError::PayloadTooLarge(_) => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
+            }
             ServiceError::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, "storage"),
             ServiceError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             ServiceError::Rerank(r) => rerank_status(r),
@@ -94,14 +101,14 @@ fn rerank_status(e: &RerankError) -> (StatusCode, &'static str) {
             (StatusCode::UNPROCESSABLE_ENTITY, "validation")
         }
         RerankError::UnknownComponent(_) => (StatusCode::NOT_FOUND, "not_found"),
-        RerankError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "timeout"),
+        RerankError::Timeout(_) | RerankError::OutOfFuel(_) => (StatusCode::GATEWAY_TIMEOUT, "timeout"),
         RerankError::OutOfMemory(_) | RerankError::GuestFault(_) | RerankError::Guest(_) => {
             (StatusCode::BAD_GATEWAY, "guest_fault")
         }
         RerankError::Backend(_) => (StatusCode::SERVICE_UNAVAILABLE, "backend"),
-        RerankError::Manifest(_) | RerankError::InvalidComponent { .. } | RerankError::Config { .. } => {
-            (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
-        }
+        RerankError::Manifest(_)
+        | RerankError::InvalidComponent { .. }
+        | RerankError::Config { .. } => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
     }
 }
 
@@ -119,7 +126,9 @@ impl IntoResponse for ApiError {
                 match self.error_type {
                     "backend" => "the model back-end failed; see the server log".to_string(),
                     "storage" => "the server's storage failed; see the server log".to_string(),
-                    "unavailable" => "this component cannot be loaded; see the server log".to_string(),
+                    "unavailable" => {
+                        "this component cannot be loaded; see the server log".to_string()
+                    }
                     _ => "internal server error".to_string(),
                 }
             }

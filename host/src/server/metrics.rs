@@ -56,23 +56,35 @@ impl Metrics {
         let registry = Registry::new();
         let m = Self {
             http_requests: IntCounterVec::new(
-                Opts::new("nboost_http_requests_total", "HTTP requests by route, method and status"),
+                Opts::new(
+                    "nboost_http_requests_total",
+                    "HTTP requests by route, method and status",
+                ),
                 &["route", "method", "status"],
             )
             .expect("valid metric"),
             http_duration: HistogramVec::new(
-                HistogramOpts::new("nboost_http_request_duration_seconds", "HTTP request latency")
-                    .buckets(BUCKETS.to_vec()),
+                HistogramOpts::new(
+                    "nboost_http_request_duration_seconds",
+                    "HTTP request latency",
+                )
+                .buckets(BUCKETS.to_vec()),
                 &["route"],
             )
             .expect("valid metric"),
             reranks: IntCounterVec::new(
-                Opts::new("nboost_rerank_requests_total", "Rerank requests by API flavour"),
+                Opts::new(
+                    "nboost_rerank_requests_total",
+                    "Rerank requests by API flavour",
+                ),
                 &["api"],
             )
             .expect("valid metric"),
             failures: IntCounterVec::new(
-                Opts::new("nboost_rerank_failures_total", "Failed rerank requests by error kind"),
+                Opts::new(
+                    "nboost_rerank_failures_total",
+                    "Failed rerank requests by error kind",
+                ),
                 &["kind"],
             )
             .expect("valid metric"),
@@ -89,7 +101,10 @@ impl Metrics {
                 "Time in the plugin's score call (wasi-nn work included)",
             ),
             uploads: IntCounterVec::new(
-                Opts::new("nboost_uploads_total", "Component and graph uploads by outcome"),
+                Opts::new(
+                    "nboost_uploads_total",
+                    "Component and graph uploads by outcome",
+                ),
                 &["kind", "outcome"],
             )
             .expect("valid metric"),
@@ -97,8 +112,11 @@ impl Metrics {
                 .expect("valid metric"),
             idle: IntGauge::new("nboost_instances_idle", "Warm plugin instances in pools")
                 .expect("valid metric"),
-            queued: IntGauge::new("nboost_rerank_queued", "Admitted reranks waiting for a worker")
-                .expect("valid metric"),
+            queued: IntGauge::new(
+                "nboost_rerank_queued",
+                "Admitted reranks waiting for a worker",
+            )
+            .expect("valid metric"),
             registry,
         };
         for c in [

@@ -33,13 +33,15 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, FromRequest, MatchedPath, Multipart, Path, Query, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::extract::{
+    DefaultBodyLimit, FromRequest, MatchedPath, Multipart, Path, Query, Request, State,
+};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::Router;
 use axum::{Extension, Json};
 use serde::de::DeserializeOwned;
 
@@ -113,12 +115,19 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/components", get(list_components))
         .route(
             "/v1/components/{name}",
-            get(get_component).put(put_component).delete(delete_component),
+            get(get_component)
+                .put(put_component)
+                .delete(delete_component),
         )
-        .layer(DefaultBodyLimit::max(DEFAULT_MAX_COMPONENT_BYTES + (1 << 20)));
+        .layer(DefaultBodyLimit::max(
+            DEFAULT_MAX_COMPONENT_BYTES + (1 << 20),
+        ));
     let graphs = Router::new()
         .route("/v1/graphs", get(list_graphs))
-        .route("/v1/graphs/{name}", get(get_graph).put(put_graph).delete(delete_graph))
+        .route(
+            "/v1/graphs/{name}",
+            get(get_graph).put(put_graph).delete(delete_graph),
+        )
         .layer(DefaultBodyLimit::max(state.config.max_upload_bytes));
     let authenticated = Router::new()
         .merge(rerank)
@@ -139,7 +148,9 @@ pub fn router(state: AppState) -> Router {
 /// A router with only `GET /metrics`, unauthenticated, for a separate
 /// (operator-only) listener.
 pub fn metrics_router(state: AppState) -> Router {
-    Router::new().route("/metrics", get(metrics_text)).with_state(state)
+    Router::new()
+        .route("/metrics", get(metrics_text))
+        .with_state(state)
 }
 
 /// Serve `router(state)` on `listener` until `shutdown` resolves; then stop
@@ -160,7 +171,10 @@ pub async fn serve(
 fn bearer(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, key) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| key.trim()).filter(|k| !k.is_empty())
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| key.trim())
+        .filter(|k| !k.is_empty())
 }
 
 async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
@@ -230,7 +244,10 @@ async fn health() -> Json<serde_json::Value> {
 async fn metrics_text(State(state): State<AppState>) -> Response {
     let text = state.metrics.render(state.service.gauges());
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         text,
     )
         .into_response()
@@ -247,7 +264,9 @@ fn model_of(state: &AppState, model: Option<String>) -> Result<String, ApiError>
         .filter(|m| !m.is_empty())
         .or_else(|| state.config.default_model.clone())
         .ok_or_else(|| {
-            ApiError::unprocessable("invalid request: missing field `model` (this server has no default model)")
+            ApiError::unprocessable(
+                "invalid request: missing field `model` (this server has no default model)",
+            )
         })
 }
 
@@ -267,7 +286,10 @@ fn timing_header(t: &CallTiming) -> (header::HeaderName, HeaderValue) {
 
 fn observe(state: &AppState, t: &CallTiming) {
     state.metrics.queue.observe(t.queue.as_secs_f64());
-    state.metrics.instantiate.observe(t.instantiate.as_secs_f64());
+    state
+        .metrics
+        .instantiate
+        .observe(t.instantiate.as_secs_f64());
     state.metrics.guest.observe(t.guest.as_secs_f64());
 }
 
@@ -329,7 +351,11 @@ async fn rerank_tei(
         .iter()
         .map(|r| TeiRank {
             index: r.index,
-            score: if req.raw_scores { r.score } else { api::sigmoid(r.score) },
+            score: if req.raw_scores {
+                r.score
+            } else {
+                api::sigmoid(r.score)
+            },
             text: req.return_text.then(|| out.documents[r.index].clone()),
         })
         .collect();
@@ -354,7 +380,10 @@ fn body_error(status: StatusCode, e: impl std::fmt::Display) -> ApiError {
     }
 }
 
-async fn read_upload<C: DeserializeOwned>(state: &AppState, req: Request) -> Result<Upload<C>, ApiError> {
+async fn read_upload<C: DeserializeOwned>(
+    state: &AppState,
+    req: Request,
+) -> Result<Upload<C>, ApiError> {
     let multipart = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -364,14 +393,21 @@ async fn read_upload<C: DeserializeOwned>(state: &AppState, req: Request) -> Res
         let bytes = Bytes::from_request(req, state)
             .await
             .map_err(|e| body_error(e.status(), e))?;
-        return Ok(Upload { bytes, config: None });
+        return Ok(Upload {
+            bytes,
+            config: None,
+        });
     }
     let mut form = Multipart::from_request(req, state)
         .await
         .map_err(|e| body_error(e.status(), e))?;
     let mut bytes = None;
     let mut config = None;
-    while let Some(field) = form.next_field().await.map_err(|e| body_error(e.status(), e))? {
+    while let Some(field) = form
+        .next_field()
+        .await
+        .map_err(|e| body_error(e.status(), e))?
+    {
         let name = field.name().unwrap_or_default().to_string();
         let data = field.bytes().await.map_err(|e| body_error(e.status(), e))?;
         match name.as_str() {
@@ -399,13 +435,21 @@ async fn blocking<T: Send + 'static>(
 }
 
 fn created_or_ok<T: serde::Serialize>(version: u64, body: T) -> Response {
-    let status = if version == 1 { StatusCode::CREATED } else { StatusCode::OK };
+    let status = if version == 1 {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     (status, Json(body)).into_response()
 }
 
 fn count_upload(state: &AppState, kind: &str, ok: bool) {
     let outcome = if ok { "accepted" } else { "refused" };
-    state.metrics.uploads.with_label_values(&[kind, outcome]).inc();
+    state
+        .metrics
+        .uploads
+        .with_label_values(&[kind, outcome])
+        .inc();
 }
 
 async fn put_component(
@@ -417,7 +461,12 @@ async fn put_component(
     let upload = read_upload::<ComponentConfig>(&state, req).await?;
     let result = state
         .service
-        .put_component(&tenant, &name, upload.bytes, upload.config.unwrap_or_default())
+        .put_component(
+            &tenant,
+            &name,
+            upload.bytes,
+            upload.config.unwrap_or_default(),
+        )
         .await;
     count_upload(&state, "component", result.is_ok());
     let info = result?;
@@ -467,13 +516,17 @@ async fn put_graph(
     query: Result<Query<GraphQuery>, axum::extract::rejection::QueryRejection>,
     req: Request,
 ) -> Result<Response, ApiError> {
-    let Query(query) = query.map_err(|e| ApiError::bad_request(format!("bad query string: {e}")))?;
+    let Query(query) =
+        query.map_err(|e| ApiError::bad_request(format!("bad query string: {e}")))?;
     let upload = read_upload::<GraphConfig>(&state, req).await?;
     let mut config = upload.config.unwrap_or_default();
     if let Some(format) = query.format {
         config.format = format;
     }
-    let result = state.service.put_graph(&tenant, &name, upload.bytes, config).await;
+    let result = state
+        .service
+        .put_graph(&tenant, &name, upload.bytes, config)
+        .await;
     count_upload(&state, "graph", result.is_ok());
     let info = result?;
     Ok(created_or_ok(info.version, info))

@@ -25,7 +25,11 @@ pub struct Blobs {
 
 fn hex_of(digest: &str) -> Result<&str, StoreError> {
     let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
-    if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+    if hex.len() == 64
+        && hex
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
         Ok(hex)
     } else {
         Err(StoreError::Io(format!("`{digest}` is not a sha256 digest")))

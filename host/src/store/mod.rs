@@ -30,10 +30,10 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 pub use blobs::Blobs;
-pub use keys::{ApiKey, hash_key};
+pub use keys::{hash_key, ApiKey};
 
 use crate::registry::check_name;
 
@@ -381,6 +381,54 @@ impl Store {
         Ok(key)
     }
 
+    /// Create or update a tenant from operator configuration: its key is
+    /// given as a sha256 hex digest (the operator keeps the key itself), and
+    /// its quotas are set as given. Returns true if the tenant was created.
+    pub fn upsert_tenant_hashed(
+        &self,
+        name: &TenantId,
+        key_sha256: &str,
+        quotas: &Quotas,
+    ) -> Result<bool, StoreError> {
+        let hash = key_sha256.trim().to_ascii_lowercase();
+        if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(StoreError::InvalidName(format!(
+                "tenant `{name}`: key-sha256 must be 64 hex digits"
+            )));
+        }
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let existed: bool = tx
+            .query_row(
+                "SELECT 1 FROM tenants WHERE name = ?1",
+                [name.as_str()],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some();
+        tx.execute(
+            "INSERT INTO tenants (name, key_sha256, max_components, max_graphs, max_bytes, \
+             max_concurrent, deadline_ms, memory_mib, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
+             ON CONFLICT (name) DO UPDATE SET key_sha256 = excluded.key_sha256, \
+             max_components = excluded.max_components, max_graphs = excluded.max_graphs, \
+             max_bytes = excluded.max_bytes, max_concurrent = excluded.max_concurrent, \
+             deadline_ms = excluded.deadline_ms, memory_mib = excluded.memory_mib",
+            params![
+                name.as_str(),
+                hash,
+                quotas.max_components,
+                quotas.max_graphs,
+                quotas.max_bytes as i64,
+                quotas.max_concurrent,
+                quotas.deadline_ms.map(|v| v as i64),
+                quotas.memory_mib.map(|v| v as i64),
+                now()
+            ],
+        )?;
+        tx.commit()?;
+        Ok(!existed)
+    }
+
     /// Replace a tenant's key; the old one stops working at once.
     pub fn rotate_key(&self, name: &TenantId) -> Result<ApiKey, StoreError> {
         let key = ApiKey::generate().map_err(StoreError::Io)?;
@@ -418,7 +466,9 @@ impl Store {
     /// Every tenant, by name.
     pub fn tenants(&self) -> Result<Vec<Tenant>, StoreError> {
         let conn = self.conn();
-        let mut stmt = conn.prepare_cached(&format!("SELECT {TENANT_COLUMNS} FROM tenants ORDER BY name"))?;
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {TENANT_COLUMNS} FROM tenants ORDER BY name"
+        ))?;
         let rows = stmt.query_map([], tenant_from_row)?;
         let mut out = Vec::new();
         for row in rows {
@@ -434,8 +484,9 @@ impl Store {
     /// One tenant.
     pub fn tenant(&self, name: &TenantId) -> Result<Option<Tenant>, StoreError> {
         let conn = self.conn();
-        let mut stmt =
-            conn.prepare_cached(&format!("SELECT {TENANT_COLUMNS} FROM tenants WHERE name = ?1"))?;
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {TENANT_COLUMNS} FROM tenants WHERE name = ?1"
+        ))?;
         Ok(stmt
             .query_row([name.as_str()], tenant_from_row)
             .optional()?
@@ -512,8 +563,9 @@ impl Store {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let quotas = {
-            let mut stmt =
-                tx.prepare_cached(&format!("SELECT {TENANT_COLUMNS} FROM tenants WHERE name = ?1"))?;
+            let mut stmt = tx.prepare_cached(&format!(
+                "SELECT {TENANT_COLUMNS} FROM tenants WHERE name = ?1"
+            ))?;
             stmt.query_row([tenant.as_str()], tenant_from_row)
                 .optional()?
                 .map(|(_, _, q)| q)
@@ -589,12 +641,19 @@ impl Store {
             "SELECT {OBJECT_COLUMNS} FROM objects WHERE tenant = ?1 AND kind = ?2 AND name = ?3"
         ))?;
         Ok(stmt
-            .query_row(params![tenant.as_str(), kind.as_str(), name], object_from_row)
+            .query_row(
+                params![tenant.as_str(), kind.as_str(), name],
+                object_from_row,
+            )
             .optional()?)
     }
 
     /// `tenant`'s objects of `kind`, by name.
-    pub fn objects(&self, tenant: &TenantId, kind: ObjectKind) -> Result<Vec<ObjectRecord>, StoreError> {
+    pub fn objects(
+        &self,
+        tenant: &TenantId,
+        kind: ObjectKind,
+    ) -> Result<Vec<ObjectRecord>, StoreError> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(&format!(
             "SELECT {OBJECT_COLUMNS} FROM objects WHERE tenant = ?1 AND kind = ?2 ORDER BY name"
@@ -615,7 +674,12 @@ impl Store {
 
     /// Delete `tenant`'s `kind` `name`; false if there was none. Its blob
     /// goes at the next [`collect_garbage`](Self::collect_garbage).
-    pub fn delete_object(&self, tenant: &TenantId, kind: ObjectKind, name: &str) -> Result<bool, StoreError> {
+    pub fn delete_object(
+        &self,
+        tenant: &TenantId,
+        kind: ObjectKind,
+        name: &str,
+    ) -> Result<bool, StoreError> {
         let n = self.conn().execute(
             "DELETE FROM objects WHERE tenant = ?1 AND kind = ?2 AND name = ?3",
             params![tenant.as_str(), kind.as_str(), name],
@@ -721,6 +785,29 @@ mod tests {
     }
 
     #[test]
+    fn tenants_from_configuration_are_upserted() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        let id = TenantId::parse("conf").unwrap();
+        let key = ApiKey::generate().unwrap();
+        assert!(s
+            .upsert_tenant_hashed(&id, &key.hash(), &Quotas::default())
+            .unwrap());
+        assert_eq!(s.authenticate(key.reveal()).unwrap().unwrap().name, id);
+        let q = Quotas {
+            max_concurrent: 3,
+            ..Quotas::default()
+        };
+        let other = ApiKey::generate().unwrap();
+        assert!(!s
+            .upsert_tenant_hashed(&id, &other.hash().to_uppercase(), &q)
+            .unwrap());
+        assert!(s.authenticate(key.reveal()).unwrap().is_none());
+        assert_eq!(s.authenticate(other.reveal()).unwrap().unwrap().quotas, q);
+        assert!(s.upsert_tenant_hashed(&id, "abc", &q).is_err());
+    }
+
+    #[test]
     fn versions_quotas_and_garbage() {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(dir.path()).unwrap();
@@ -732,16 +819,24 @@ mod tests {
         let (a, _) = tenant(&s, "a", quotas);
         let (b, _) = tenant(&s, "b", Quotas::default());
         let pin = s.write_blob(b"12345").unwrap();
-        let v1 = s.put_object(&a, ObjectKind::Component, "x", &pin, 5, "{}").unwrap();
+        let v1 = s
+            .put_object(&a, ObjectKind::Component, "x", &pin, 5, "{}")
+            .unwrap();
         assert_eq!(v1.version, 1);
         drop(pin);
         let pin = s.write_blob(b"123456").unwrap();
-        let v2 = s.put_object(&a, ObjectKind::Component, "x", &pin, 6, "{}").unwrap();
+        let v2 = s
+            .put_object(&a, ObjectKind::Component, "x", &pin, 6, "{}")
+            .unwrap();
         assert_eq!(v2.version, 2);
         // Count quota, then byte quota.
-        let e = s.put_object(&a, ObjectKind::Component, "y", &pin, 1, "{}").unwrap_err();
+        let e = s
+            .put_object(&a, ObjectKind::Component, "y", &pin, 1, "{}")
+            .unwrap_err();
         assert!(matches!(e, StoreError::Quota(_)), "{e}");
-        let e = s.put_object(&a, ObjectKind::Graph, "g", &pin, 6, "{}").unwrap_err();
+        let e = s
+            .put_object(&a, ObjectKind::Graph, "g", &pin, 6, "{}")
+            .unwrap_err();
         assert!(matches!(e, StoreError::Quota(_)), "{e}");
         drop(pin);
         // Namespaces are separate.
@@ -763,13 +858,21 @@ mod tests {
     fn corrupt_blobs_are_detected_and_temp_files_recovered() {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open_for_serving(dir.path()).unwrap();
-        assert!(matches!(Store::open_for_serving(dir.path()), Err(StoreError::Locked(_))));
+        assert!(matches!(
+            Store::open_for_serving(dir.path()),
+            Err(StoreError::Locked(_))
+        ));
         let (a, _) = tenant(&s, "a", Quotas::default());
         let pin = s.write_blob(b"content").unwrap();
-        let rec = s.put_object(&a, ObjectKind::Graph, "g", &pin, 7, "{}").unwrap();
+        let rec = s
+            .put_object(&a, ObjectKind::Graph, "g", &pin, 7, "{}")
+            .unwrap();
         drop(pin);
         std::fs::write(s.blobs().path(&rec.digest).unwrap(), b"tampered").unwrap();
-        assert!(matches!(s.blobs().read(&rec.digest), Err(StoreError::Corrupt { .. })));
+        assert!(matches!(
+            s.blobs().read(&rec.digest),
+            Err(StoreError::Corrupt { .. })
+        ));
         let temp = s.blobs().dir().join(format!("{}1-2", blobs::TEMP_PREFIX));
         std::fs::write(&temp, b"half").unwrap();
         drop(s);

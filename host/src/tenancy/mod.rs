@@ -42,12 +42,12 @@ use once_cell::sync::OnceCell;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 
-use crate::RerankError;
 use crate::nn::LoadedGraph;
-use crate::registry::{DynamicComponent, Registry, check_name};
-use crate::sandbox::{LimitsOverride, Plugin, PluginPre, SandboxLimits, validate_component};
-use crate::service::{RankedPassage, check_input};
+use crate::registry::{check_name, DynamicComponent, Registry};
+use crate::sandbox::{validate_component, LimitsOverride, Plugin, PluginPre, SandboxLimits};
+use crate::service::{check_input, RankedPassage};
 use crate::store::{ObjectKind, ObjectRecord, Store, StoreError, Tenant, TenantId};
+use crate::RerankError;
 
 /// Why a service call failed. The HTTP layer maps each case to a status
 /// once (`server::error`).
@@ -143,16 +143,18 @@ fn upload_error(e: RerankError) -> ServiceError {
         RerankError::InvalidComponent { reason, .. } => {
             ServiceError::Unprocessable(format!("invalid component: {reason}"))
         }
-        RerankError::Config { reason, .. } => {
-            ServiceError::Unprocessable(format!("the component rejected its configuration: {reason}"))
-        }
+        RerankError::Config { reason, .. } => ServiceError::Unprocessable(format!(
+            "the component rejected its configuration: {reason}"
+        )),
         RerankError::Timeout(ms) => {
             ServiceError::Unprocessable(format!("`configure` ran past the {ms} ms deadline"))
         }
-        RerankError::OutOfMemory(b) => ServiceError::Unprocessable(format!(
-            "`configure` exceeded the {b} byte memory limit"
-        )),
-        RerankError::GuestFault(m) => ServiceError::Unprocessable(format!("`configure` trapped: {m}")),
+        RerankError::OutOfMemory(b) => {
+            ServiceError::Unprocessable(format!("`configure` exceeded the {b} byte memory limit"))
+        }
+        RerankError::GuestFault(m) => {
+            ServiceError::Unprocessable(format!("`configure` trapped: {m}"))
+        }
         other => ServiceError::Rerank(other),
     }
 }
@@ -444,6 +446,22 @@ impl Drop for Live {
     }
 }
 
+/// One call counted in the `queued` gauge while it lives.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn new(gauge: &'a AtomicUsize) -> Self {
+        gauge.fetch_add(1, Ordering::Relaxed);
+        Self(gauge)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// An instance out of its pool; goes back (or is dropped) on drop.
 struct InUse<'a> {
     live: &'a Live,
@@ -537,7 +555,9 @@ impl TenantService {
 
     /// The tenant holding `key`.
     pub fn authenticate(&self, key: &str) -> Result<Tenant, ServiceError> {
-        self.store.authenticate(key)?.ok_or(ServiceError::Unauthorized)
+        self.store
+            .authenticate(key)?
+            .ok_or(ServiceError::Unauthorized)
     }
 
     fn host_limits(&self) -> SandboxLimits {
@@ -563,7 +583,11 @@ impl TenantService {
 
     /// Rerank `job.documents` for `tenant`: admission (429 when full),
     /// queue, then the guest call on a blocking thread.
-    pub async fn rerank(self: &Arc<Self>, tenant: &Tenant, job: RerankJob) -> Result<RerankOutcome, ServiceError> {
+    pub async fn rerank(
+        self: &Arc<Self>,
+        tenant: &Tenant,
+        job: RerankJob,
+    ) -> Result<RerankOutcome, ServiceError> {
         if job.documents.is_empty() {
             return Err(ServiceError::EmptyDocuments);
         }
@@ -598,10 +622,13 @@ impl TenantService {
                 ))
             })?;
         let queued = Instant::now();
-        self.counters.queued.fetch_add(1, Ordering::Relaxed);
+        let waiting = Waiting::new(&self.counters.queued);
+        // A client that goes away while queued drops this future: the guard
+        // still takes it off the gauge, and its permits go back.
         let worker = self.workers.clone().acquire_owned().await;
-        self.counters.queued.fetch_sub(1, Ordering::Relaxed);
-        let worker = worker.map_err(|_| ServiceError::Internal("the worker pool is closed".into()))?;
+        drop(waiting);
+        let worker =
+            worker.map_err(|_| ServiceError::Internal("the worker pool is closed".into()))?;
         let queue = queued.elapsed();
         let this = self.clone();
         let tenant = tenant.clone();
@@ -651,8 +678,15 @@ impl TenantService {
 
     /// Which namespace `name` resolves to for `tenant`, with the tenant's
     /// record when it is its own.
-    fn resolve(&self, tenant: &Tenant, name: &str) -> Result<(Owner, Option<ObjectRecord>), ServiceError> {
-        if let Some(rec) = self.store.object(&tenant.name, ObjectKind::Component, name)? {
+    fn resolve(
+        &self,
+        tenant: &Tenant,
+        name: &str,
+    ) -> Result<(Owner, Option<ObjectRecord>), ServiceError> {
+        if let Some(rec) = self
+            .store
+            .object(&tenant.name, ObjectKind::Component, name)?
+        {
             return Ok((Owner::Tenant, Some(rec)));
         }
         if self.registry.manifest().components.contains_key(name) {
@@ -721,7 +755,10 @@ impl TenantService {
             .prepare(tenant, &rec.name, &bytes, &stored.config)
             .map_err(|e| match e {
                 ServiceError::Rerank(RerankError::InvalidComponent { reason, .. }) => {
-                    ServiceError::Unprocessable(format!("component `{}` cannot run: {reason}", rec.name))
+                    ServiceError::Unprocessable(format!(
+                        "component `{}` cannot run: {reason}",
+                        rec.name
+                    ))
                 }
                 other => other,
             })?;
@@ -760,7 +797,9 @@ impl TenantService {
                     ))
                 })?;
             let text = String::from_utf8(self.store.blobs().read(&rec.digest)?).map_err(|_| {
-                ServiceError::Unprocessable(format!("setting file `{key}`: graph `{file}` is not UTF-8 text"))
+                ServiceError::Unprocessable(format!(
+                    "setting file `{key}`: graph `{file}` is not UTF-8 text"
+                ))
             })?;
             settings.push((key.clone(), text));
         }
@@ -783,12 +822,19 @@ impl TenantService {
     fn graph_for(&self, tenant: &Tenant, name: &str) -> Result<LoadedGraph, ServiceError> {
         if let Some(rec) = self.store.object(&tenant.name, ObjectKind::Graph, name)? {
             let key = (tenant.name.clone(), name.to_string());
-            if let Some((v, g)) = self.graphs.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+            if let Some((v, g)) = self
+                .graphs
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&key)
+            {
                 if *v == rec.version {
                     return Ok(g.clone());
                 }
             }
-            let format = serde_json::from_str::<GraphConfig>(&rec.meta).map(|c| c.format).unwrap_or_default();
+            let format = serde_json::from_str::<GraphConfig>(&rec.meta)
+                .map(|c| c.format)
+                .unwrap_or_default();
             if format != GraphFormat::Onnx {
                 return Err(ServiceError::Unprocessable(format!(
                     "graph `{name}` has format `text`; only `onnx` graphs can be loaded through wasi-nn"
@@ -802,10 +848,18 @@ impl TenantService {
                 .insert(key, (rec.version, g.clone()));
             return Ok(g);
         }
-        if self.registry.manifest().graphs.iter().any(|s| s.name == name) {
+        if self
+            .registry
+            .manifest()
+            .graphs
+            .iter()
+            .any(|s| s.name == name)
+        {
             return Ok(self.registry.nn().loaded_graph(name)?);
         }
-        Err(ServiceError::Unprocessable(format!("unknown graph `{name}`")))
+        Err(ServiceError::Unprocessable(format!(
+            "unknown graph `{name}`"
+        )))
     }
 
     /// Forget the live entries of `tenant`'s own components (after one of
@@ -851,12 +905,20 @@ impl TenantService {
         let this = self.clone();
         let tenant = tenant.clone();
         let name = name.to_string();
-        tokio::task::spawn_blocking(move || this.put_component_blocking(&tenant, &name, &bytes, config))
-            .await
-            .map_err(|e| ServiceError::Internal(format!("the upload task failed: {e}")))?
+        tokio::task::spawn_blocking(move || {
+            this.put_component_blocking(&tenant, &name, &bytes, config)
+        })
+        .await
+        .map_err(|e| ServiceError::Internal(format!("the upload task failed: {e}")))?
     }
 
-    fn precheck_quota(&self, tenant: &Tenant, kind: ObjectKind, name: &str, size: u64) -> Result<(), ServiceError> {
+    fn precheck_quota(
+        &self,
+        tenant: &Tenant,
+        kind: ObjectKind,
+        name: &str,
+        size: u64,
+    ) -> Result<(), ServiceError> {
         let used = self.store.usage(&tenant.name)?;
         let old = self.store.object(&tenant.name, kind, name)?;
         let q = &tenant.quotas;
@@ -892,22 +954,32 @@ impl TenantService {
             check_name(g).map_err(|e| ServiceError::Unprocessable(format!("graph {e}")))?;
         }
         self.precheck_quota(tenant, ObjectKind::Component, name, bytes.len() as u64)?;
-        let (pre, report) = self.prepare(tenant, name, bytes, &config).map_err(|e| match e {
-            ServiceError::Rerank(r) => upload_error(r),
-            other => other,
-        })?;
-        let trial = pre.instantiate(self.registry.engine()).map_err(upload_error)?;
+        let (pre, report) = self
+            .prepare(tenant, name, bytes, &config)
+            .map_err(|e| match e {
+                ServiceError::Rerank(r) => upload_error(r),
+                other => other,
+            })?;
+        let trial = pre
+            .instantiate(self.registry.engine())
+            .map_err(upload_error)?;
         let stored = StoredComponent {
             config,
             world: report.world.to_string(),
             export: report.reranker_export.clone(),
             model: serde_json::to_value(trial.info()).ok(),
         };
-        let meta = serde_json::to_string(&stored).map_err(|e| ServiceError::Internal(e.to_string()))?;
+        let meta =
+            serde_json::to_string(&stored).map_err(|e| ServiceError::Internal(e.to_string()))?;
         let pin = self.store.write_blob(bytes)?;
-        let rec = self
-            .store
-            .put_object(&tenant.name, ObjectKind::Component, name, &pin, bytes.len() as u64, &meta)?;
+        let rec = self.store.put_object(
+            &tenant.name,
+            ObjectKind::Component,
+            name,
+            &pin,
+            bytes.len() as u64,
+            &meta,
+        )?;
         drop(pin);
         // Swap: new calls get the new version; calls in flight keep theirs.
         let live = Arc::new(Live::new(pre, self));
@@ -920,7 +992,9 @@ impl TenantService {
         {
             let mut catalog = self.catalog.lock().unwrap_or_else(|e| e.into_inner());
             let key = (tenant.name.clone(), Owner::Tenant, name.to_string());
-            let newer = catalog.get(&key).is_none_or(|s| s.ident.version <= rec.version);
+            let newer = catalog
+                .get(&key)
+                .is_none_or(|s| s.ident.version <= rec.version);
             if newer {
                 catalog.insert(
                     key,
@@ -968,7 +1042,12 @@ impl TenantService {
     }
 
     fn public_component_info(&self, name: &str) -> ComponentInfo {
-        if let Some(info) = self.public_info.lock().unwrap_or_else(|e| e.into_inner()).get(name) {
+        if let Some(info) = self
+            .public_info
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+        {
             return info.clone();
         }
         let entry = &self.registry.manifest().components[name];
@@ -1000,7 +1079,10 @@ impl TenantService {
     /// Delete `tenant`'s own component `name`. Public components cannot be
     /// deleted (403); anything else the tenant does not own is 404.
     pub fn delete_component(&self, tenant: &Tenant, name: &str) -> Result<(), ServiceError> {
-        if self.store.delete_object(&tenant.name, ObjectKind::Component, name)? {
+        if self
+            .store
+            .delete_object(&tenant.name, ObjectKind::Component, name)?
+        {
             self.catalog
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -1033,7 +1115,13 @@ impl TenantService {
         config: GraphConfig,
     ) -> Result<GraphInfo, ServiceError> {
         check_name(name).map_err(|e| ServiceError::BadRequest(format!("graph {e}")))?;
-        if self.registry.manifest().graphs.iter().any(|g| g.name == name) {
+        if self
+            .registry
+            .manifest()
+            .graphs
+            .iter()
+            .any(|g| g.name == name)
+        {
             return Err(ServiceError::Forbidden(format!(
                 "`{name}` is a public graph; choose another name"
             )));
@@ -1060,24 +1148,33 @@ impl TenantService {
         config: GraphConfig,
     ) -> Result<GraphInfo, ServiceError> {
         if bytes.is_empty() {
-            return Err(ServiceError::Unprocessable("the graph file is empty".into()));
+            return Err(ServiceError::Unprocessable(
+                "the graph file is empty".into(),
+            ));
         }
         self.precheck_quota(tenant, ObjectKind::Graph, name, bytes.len() as u64)?;
         let loaded = match config.format {
-            GraphFormat::Onnx => Some(self.registry.nn().load_graph_bytes(name, bytes).map_err(|e| {
-                ServiceError::Unprocessable(format!("the graph cannot be loaded: {e}"))
-            })?),
+            GraphFormat::Onnx => Some(self.registry.nn().load_graph_bytes(name, bytes).map_err(
+                |e| ServiceError::Unprocessable(format!("the graph cannot be loaded: {e}")),
+            )?),
             GraphFormat::Text => {
-                std::str::from_utf8(bytes)
-                    .map_err(|e| ServiceError::Unprocessable(format!("a `text` graph must be UTF-8: {e}")))?;
+                std::str::from_utf8(bytes).map_err(|e| {
+                    ServiceError::Unprocessable(format!("a `text` graph must be UTF-8: {e}"))
+                })?;
                 None
             }
         };
-        let meta = serde_json::to_string(&config).map_err(|e| ServiceError::Internal(e.to_string()))?;
+        let meta =
+            serde_json::to_string(&config).map_err(|e| ServiceError::Internal(e.to_string()))?;
         let pin = self.store.write_blob(bytes)?;
-        let rec = self
-            .store
-            .put_object(&tenant.name, ObjectKind::Graph, name, &pin, bytes.len() as u64, &meta)?;
+        let rec = self.store.put_object(
+            &tenant.name,
+            ObjectKind::Graph,
+            name,
+            &pin,
+            bytes.len() as u64,
+            &meta,
+        )?;
         drop(pin);
         {
             let mut graphs = self.graphs.lock().unwrap_or_else(|e| e.into_inner());
@@ -1125,14 +1222,20 @@ impl TenantService {
         if let Some(rec) = self.store.object(&tenant.name, ObjectKind::Graph, name)? {
             return Ok(own_graph_info(&rec));
         }
-        self.public_graph_info(name).ok_or_else(|| ServiceError::NotFound {
-            kind: "graph",
-            name: name.to_string(),
-        })
+        self.public_graph_info(name)
+            .ok_or_else(|| ServiceError::NotFound {
+                kind: "graph",
+                name: name.to_string(),
+            })
     }
 
     fn public_graph_info(&self, name: &str) -> Option<GraphInfo> {
-        let spec = self.registry.manifest().graphs.iter().find(|g| g.name == name)?;
+        let spec = self
+            .registry
+            .manifest()
+            .graphs
+            .iter()
+            .find(|g| g.name == name)?;
         Some(GraphInfo {
             name: name.to_string(),
             owner: Owner::Public,
@@ -1149,7 +1252,10 @@ impl TenantService {
     /// anything else it does not own). Components that use it fail on
     /// their next call until it is uploaded again.
     pub fn delete_graph(&self, tenant: &Tenant, name: &str) -> Result<(), ServiceError> {
-        if self.store.delete_object(&tenant.name, ObjectKind::Graph, name)? {
+        if self
+            .store
+            .delete_object(&tenant.name, ObjectKind::Graph, name)?
+        {
             self.graphs
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -1158,7 +1264,13 @@ impl TenantService {
             self.collect_garbage();
             return Ok(());
         }
-        if self.registry.manifest().graphs.iter().any(|g| g.name == name) {
+        if self
+            .registry
+            .manifest()
+            .graphs
+            .iter()
+            .any(|g| g.name == name)
+        {
             return Err(ServiceError::Forbidden(format!(
                 "`{name}` is a public graph; only the operator can remove it"
             )));
@@ -1199,7 +1311,10 @@ fn own_component_info(rec: &ObjectRecord) -> ComponentInfo {
         size: Some(rec.size),
         world: stored.as_ref().map(|s| s.world.clone()),
         description: stored.as_ref().and_then(|s| s.config.description.clone()),
-        graphs: stored.as_ref().map(|s| s.config.graphs.clone()).unwrap_or_default(),
+        graphs: stored
+            .as_ref()
+            .map(|s| s.config.graphs.clone())
+            .unwrap_or_default(),
         model: stored.as_ref().and_then(|s| s.model.clone()),
         config: stored.map(|s| s.config),
         created_at: Some(rec.created_at),

@@ -85,9 +85,10 @@ fn compiled_artifacts_are_cached_on_disk() {
     assert_eq!(second.registry().stats().compiled.load(Ordering::Relaxed), 0);
     assert_eq!(second.registry().stats().cache_hits.load(Ordering::Relaxed), 1);
 
-    // An engine with another configuration never sees those artifacts.
+    // An engine whose code differs (fuel metering compiled in) never sees
+    // those artifacts: it compiles its own.
     let mut other = cfg;
-    other.engine.limits.max_stack_bytes = 512 << 10;
+    other.engine.limits.fuel_per_call = Some(1 << 40);
     let third = reranker(&text, other);
     third.rerank("lexical", "wing", &passages(), None).unwrap();
     assert_eq!(third.registry().stats().compiled.load(Ordering::Relaxed), 1);

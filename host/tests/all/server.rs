@@ -11,8 +11,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-use reqwest::blocking::{Client, Response, multipart};
-use serde_json::{Value, json};
+use reqwest::blocking::{multipart, Client, Response};
+use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use crate::common::{cache_dir, model_file, repo, standard_manifest, wasm};
@@ -31,7 +31,11 @@ fn add_tenant(data: &Path, name: &str, quotas: &[&str]) -> String {
         .args(quotas)
         .output()
         .expect("nboost tenants add runs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let key = String::from_utf8(out.stdout).unwrap().trim().to_string();
     assert!(key.starts_with("nbk_"), "{key}");
     key
@@ -41,6 +45,8 @@ fn add_tenant(data: &Path, name: &str, quotas: &[&str]) -> String {
 struct Server {
     child: Child,
     base: String,
+    /// The `--metrics-listen` URL, if any.
+    metrics: Option<String>,
     log: PathBuf,
     http: Client,
 }
@@ -51,16 +57,26 @@ impl Server {
         if !manifest.exists() {
             std::fs::write(&manifest, standard_manifest()).unwrap();
         }
-        let log = dir.join(format!("server-{}.log", std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()));
+        let log = dir.join(format!(
+            "server-{}.log",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
         let mut child = nboost()
             .arg("--manifest")
             .arg(&manifest)
             .arg("--cache-dir")
             .arg(cache_dir())
-            .args(["--threads", "2", "serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .args([
+                "--threads",
+                "2",
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--data-dir",
+            ])
             .arg(dir.join("data"))
             .args(extra)
             .env("RUST_LOG", "info")
@@ -68,10 +84,16 @@ impl Server {
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .expect("nboost serve starts");
+        let mut reader = BufReader::new(child.stdout.take().unwrap());
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        let mut metrics = None;
+        while reader.read_line(&mut line).unwrap() > 0 {
+            match line.trim().strip_prefix("metrics on ") {
+                Some(m) => metrics = Some(m.to_string()),
+                None => break,
+            }
+            line.clear();
+        }
         let Some(addr) = line.trim().strip_prefix("listening on ") else {
             let _ = child.kill();
             let _ = child.wait();
@@ -83,8 +105,12 @@ impl Server {
         let server = Server {
             child,
             base: addr.to_string(),
+            metrics,
             log,
-            http: Client::builder().timeout(Duration::from_secs(120)).build().unwrap(),
+            http: Client::builder()
+                .timeout(Duration::from_secs(120))
+                .build()
+                .unwrap(),
         };
         // Bounded readiness poll.
         let ready = (0..200).any(|_| {
@@ -120,11 +146,19 @@ impl Server {
     }
 
     fn get(&self, key: &str, path: &str) -> Response {
-        self.http.get(self.url(path)).bearer_auth(key).send().unwrap()
+        self.http
+            .get(self.url(path))
+            .bearer_auth(key)
+            .send()
+            .unwrap()
     }
 
     fn delete(&self, key: &str, path: &str) -> Response {
-        self.http.delete(self.url(path)).bearer_auth(key).send().unwrap()
+        self.http
+            .delete(self.url(path))
+            .bearer_auth(key)
+            .send()
+            .unwrap()
     }
 
     /// Upload a component: multipart with `file` and `config`.
@@ -166,7 +200,11 @@ impl Server {
             }
             ok
         });
-        assert!(reached, "never saw {n} instances in use:\n{}", self.log_text());
+        assert!(
+            reached,
+            "never saw {n} instances in use:\n{}",
+            self.log_text()
+        );
     }
 
     fn pid(&self) -> u32 {
@@ -239,14 +277,21 @@ fn rerank_in_cohere_jina_and_tei_shapes() {
         let results = v["results"].as_array().unwrap();
         assert_eq!(results.len(), 2, "{v}");
         assert_eq!(results[0]["index"], 1, "{v}");
-        assert!(results[0]["relevance_score"].as_f64().unwrap() >= results[1]["relevance_score"].as_f64().unwrap());
+        assert!(
+            results[0]["relevance_score"].as_f64().unwrap()
+                >= results[1]["relevance_score"].as_f64().unwrap()
+        );
         assert_eq!(
             results[0]["document"]["text"],
             "What causes lift on an aircraft wing is the pressure difference between its surfaces."
         );
     }
     // Documents are not echoed unless asked for; no top_n means all.
-    let (_, v) = json_of(s.post(&key, "/v1/rerank", &json!({"model": "lexical", "query": QUERY, "documents": docs()})));
+    let (_, v) = json_of(s.post(
+        &key,
+        "/v1/rerank",
+        &json!({"model": "lexical", "query": QUERY, "documents": docs()}),
+    ));
     let results = v["results"].as_array().unwrap();
     assert_eq!(results.len(), 4);
     assert!(results.iter().all(|r| r.get("document").is_none()), "{v}");
@@ -261,10 +306,17 @@ fn rerank_in_cohere_jina_and_tei_shapes() {
     assert!(scores.windows(2).all(|w| w[0] >= w[1]), "{v}");
     assert!(scores.iter().all(|s| (0.0..=1.0).contains(s)), "{v}");
     assert_eq!(ranks.last().unwrap()["index"], 0, "{v}");
-    assert_eq!(ranks[0]["text"], json!(["bread and yeast", "lift on a wing", "aircraft wing lift"])[ranks[0]["index"].as_u64().unwrap() as usize]);
+    assert_eq!(
+        ranks[0]["text"],
+        json!(["bread and yeast", "lift on a wing", "aircraft wing lift"])
+            [ranks[0]["index"].as_u64().unwrap() as usize]
+    );
     let raw = json!({"query": QUERY, "texts": ["bread and yeast", "lift on a wing"], "raw_scores": true, "truncate": true});
     let (_, v) = json_of(s.post(&key, "/rerank", &raw));
-    assert_eq!(v[1]["score"], 0.0, "BM25 of a document with no query term is 0: {v}");
+    assert_eq!(
+        v[1]["score"], 0.0,
+        "BM25 of a document with no query term is 0: {v}"
+    );
     assert!(v[0].get("text").is_none());
 }
 
@@ -272,7 +324,10 @@ fn rerank_in_cohere_jina_and_tei_shapes() {
 fn bad_requests_get_clear_json_4xx() {
     let dir = tempfile::tempdir().unwrap();
     let key = add_tenant(&dir.path().join("data"), "acme", &[]);
-    let s = Server::start(dir.path(), &["--max-documents", "3", "--max-request-bytes", "4096"]);
+    let s = Server::start(
+        dir.path(),
+        &["--max-documents", "3", "--max-request-bytes", "4096"],
+    );
     let post_raw = |path: &str, body: &str| {
         s.http
             .post(s.url(path))
@@ -282,58 +337,132 @@ fn bad_requests_get_clear_json_4xx() {
             .send()
             .unwrap()
     };
-    assert_error(post_raw("/v1/rerank", "{\"model\": \"lexical\", "), 400, "bad_request");
-    let m = assert_error(post_raw("/v1/rerank", r#"{"model": "lexical", "documents": ["a"]}"#), 422, "validation");
+    assert_error(
+        post_raw("/v1/rerank", "{\"model\": \"lexical\", "),
+        400,
+        "bad_request",
+    );
+    let m = assert_error(
+        post_raw("/v1/rerank", r#"{"model": "lexical", "documents": ["a"]}"#),
+        422,
+        "validation",
+    );
     assert!(m.contains("missing field `query`"), "{m}");
     let m = assert_error(
-        s.post(&key, "/v1/rerank", &json!({"model": "lexical", "query": "  ", "documents": ["a"]})),
+        s.post(
+            &key,
+            "/v1/rerank",
+            &json!({"model": "lexical", "query": "  ", "documents": ["a"]}),
+        ),
         422,
         "validation",
     );
     assert!(m.contains("query is empty"), "{m}");
-    assert_error(s.post(&key, "/v1/rerank", &json!({"model": "lexical", "query": "q", "documents": []})), 400, "empty");
-    assert_error(s.post(&key, "/rerank", &json!({"model": "lexical", "query": "q", "texts": []})), 400, "empty");
+    assert_error(
+        s.post(
+            &key,
+            "/v1/rerank",
+            &json!({"model": "lexical", "query": "q", "documents": []}),
+        ),
+        400,
+        "empty",
+    );
+    assert_error(
+        s.post(
+            &key,
+            "/rerank",
+            &json!({"model": "lexical", "query": "q", "texts": []}),
+        ),
+        400,
+        "empty",
+    );
     let m = assert_error(
-        s.post(&key, "/v1/rerank", &json!({"model": "lexical", "query": "q", "documents": ["a", "b", "c", "d"]})),
+        s.post(
+            &key,
+            "/v1/rerank",
+            &json!({"model": "lexical", "query": "q", "documents": ["a", "b", "c", "d"]}),
+        ),
         422,
         "validation",
     );
     assert!(m.contains("4 documents"), "{m}");
     let m = assert_error(
-        s.post(&key, "/v1/rerank", &json!({"model": "lexical", "query": "q", "documents": [{"body": "x"}]})),
+        s.post(
+            &key,
+            "/v1/rerank",
+            &json!({"model": "lexical", "query": "q", "documents": [{"body": "x"}]}),
+        ),
         422,
         "validation",
     );
     assert!(m.contains("documents[0]"), "{m}");
     assert_error(
-        s.post(&key, "/v1/rerank", &json!({"model": "lexical", "query": "q", "documents": ["a"], "top_n": 0})),
+        s.post(
+            &key,
+            "/v1/rerank",
+            &json!({"model": "lexical", "query": "q", "documents": ["a"], "top_n": 0}),
+        ),
         422,
         "validation",
     );
-    let m = assert_error(s.post(&key, "/v1/rerank", &json!({"query": "q", "documents": ["a"]})), 422, "validation");
+    let m = assert_error(
+        s.post(
+            &key,
+            "/v1/rerank",
+            &json!({"query": "q", "documents": ["a"]}),
+        ),
+        422,
+        "validation",
+    );
     assert!(m.contains("model"), "{m}");
     let big = "x".repeat(8192);
     assert_error(
-        s.post(&key, "/v1/rerank", &json!({"model": "lexical", "query": "q", "documents": [big]})),
+        s.post(
+            &key,
+            "/v1/rerank",
+            &json!({"model": "lexical", "query": "q", "documents": [big]}),
+        ),
         413,
         "payload_too_large",
     );
     let m = assert_error(
-        s.post(&key, "/v1/rerank", &json!({"model": "no-such-model", "query": "q", "documents": ["a"]})),
+        s.post(
+            &key,
+            "/v1/rerank",
+            &json!({"model": "no-such-model", "query": "q", "documents": ["a"]}),
+        ),
         404,
         "not_found",
     );
     assert_eq!(m, "unknown component `no-such-model`");
     // Authentication: missing, malformed, wrong.
-    let r = s.http.post(s.url("/v1/rerank")).json(&json!({})).send().unwrap();
+    let r = s
+        .http
+        .post(s.url("/v1/rerank"))
+        .json(&json!({}))
+        .send()
+        .unwrap();
     assert_eq!(r.headers()["www-authenticate"], "Bearer");
     assert_error(r, 401, "unauthorized");
-    assert_error(s.post("nbk_0000", "/v1/rerank", &json!({})), 401, "unauthorized");
-    let r = s.http.get(s.url("/v1/components")).header("authorization", "Basic abc").send().unwrap();
+    assert_error(
+        s.post("nbk_0000", "/v1/rerank", &json!({})),
+        401,
+        "unauthorized",
+    );
+    let r = s
+        .http
+        .get(s.url("/v1/components"))
+        .header("authorization", "Basic abc")
+        .send()
+        .unwrap();
     assert_error(r, 401, "unauthorized");
     assert_error(s.get(&key, "/no/such/route"), 404, "not_found");
     // An invalid name in a path is a 400.
-    assert_error(s.put_graph(&key, "Bad_Name", b"x".to_vec(), "text"), 400, "bad_request");
+    assert_error(
+        s.put_graph(&key, "Bad_Name", b"x".to_vec(), "text"),
+        400,
+        "bad_request",
+    );
 }
 
 #[test]
@@ -343,13 +472,26 @@ fn uploads_are_validated_versioned_and_listed() {
     let s = Server::start(dir.path(), &[]);
 
     // Not wasm, a core module, a component that fails `configure`.
-    let m = assert_error(s.put_component(&key, "mine", b"hello".to_vec(), json!({})), 422, "validation");
+    let m = assert_error(
+        s.put_component(&key, "mine", b"hello".to_vec(), json!({})),
+        422,
+        "validation",
+    );
     assert!(m.contains("not a WebAssembly file"), "{m}");
     let core = wat::parse_str("(module)").unwrap();
-    let m = assert_error(s.put_component(&key, "mine", core, json!({})), 422, "validation");
+    let m = assert_error(
+        s.put_component(&key, "mine", core, json!({})),
+        422,
+        "validation",
+    );
     assert!(m.contains("core WebAssembly module"), "{m}");
     let m = assert_error(
-        s.put_component(&key, "mine", read("nboost_hostile"), json!({"settings": {"attack": "bogus"}})),
+        s.put_component(
+            &key,
+            "mine",
+            read("nboost_hostile"),
+            json!({"settings": {"attack": "bogus"}}),
+        ),
         422,
         "validation",
     );
@@ -360,19 +502,37 @@ fn uploads_are_validated_versioned_and_listed() {
         "validation",
     );
     assert!(m.contains("sockets"), "{m}");
-    assert_error(s.put_component(&key, "mine", read("nboost_reranker_lexical"), json!({"bogus": 1})), 422, "validation");
+    assert_error(
+        s.put_component(
+            &key,
+            "mine",
+            read("nboost_reranker_lexical"),
+            json!({"bogus": 1}),
+        ),
+        422,
+        "validation",
+    );
     assert_error(s.get(&key, "/v1/components/mine"), 404, "not_found");
 
     // Version 1, then 2 with other bytes.
     let lexical = read("nboost_reranker_lexical");
-    let r = s.put_component(&key, "mine", lexical.clone(), json!({"description": "bm25", "settings": {"k1": 1.2, "b": "0.75"}}));
+    let r = s.put_component(
+        &key,
+        "mine",
+        lexical.clone(),
+        json!({"description": "bm25", "settings": {"k1": 1.2, "b": "0.75"}}),
+    );
     let (status, v) = json_of(r);
     assert_eq!(status, 201, "{v}");
     assert_eq!(v["version"], 1);
     assert_eq!(v["digest"], sha256(&lexical));
     assert_eq!(v["world"], "reranker-plugin");
     assert_eq!(v["owner"], "tenant");
-    let (status, v) = json_of(s.post(&key, "/v1/rerank", &json!({"model": "mine", "query": QUERY, "documents": docs()})));
+    let (status, v) = json_of(s.post(
+        &key,
+        "/v1/rerank",
+        &json!({"model": "mine", "query": QUERY, "documents": docs()}),
+    ));
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["results"][0]["index"], 1);
 
@@ -385,7 +545,11 @@ fn uploads_are_validated_versioned_and_listed() {
     assert_eq!(v["digest"], sha256(&hostile));
     assert_eq!(v["world"], "nn-reranker-plugin");
     // The hostile plugin's harmless mode scores by length: version 2 answers.
-    let (_, v) = json_of(s.post(&key, "/v1/rerank", &json!({"model": "mine", "query": "q", "documents": ["aaa", "a", "aaaaa"]})));
+    let (_, v) = json_of(s.post(
+        &key,
+        "/v1/rerank",
+        &json!({"model": "mine", "query": "q", "documents": ["aaa", "a", "aaaaa"]}),
+    ));
     assert_eq!(v["results"][0]["index"], 2, "{v}");
     assert_eq!(v["results"][0]["relevance_score"], 5.0, "{v}");
 
@@ -404,16 +568,51 @@ fn uploads_are_validated_versioned_and_listed() {
     assert_eq!(v["graphs"], json!(["all-minilm-l6-v2"]));
 
     // Public components are read-only.
-    assert_error(s.put_component(&key, "lexical", lexical.clone(), json!({})), 403, "forbidden");
+    assert_error(
+        s.put_component(&key, "lexical", lexical.clone(), json!({})),
+        403,
+        "forbidden",
+    );
     assert_error(s.delete(&key, "/v1/components/lexical"), 403, "forbidden");
-    assert_error(s.delete(&key, "/v1/graphs/all-minilm-l6-v2"), 403, "forbidden");
+    assert_error(
+        s.delete(&key, "/v1/graphs/all-minilm-l6-v2"),
+        403,
+        "forbidden",
+    );
 
     // Delete, then it is gone (and so is its blob).
     assert_eq!(s.delete(&key, "/v1/components/mine").status(), 204);
     assert_error(s.get(&key, "/v1/components/mine"), 404, "not_found");
     assert_error(s.delete(&key, "/v1/components/mine"), 404, "not_found");
     let blobs = dir.path().join("data/blobs");
-    assert_eq!(std::fs::read_dir(&blobs).unwrap().count(), 0, "unreferenced blobs are collected");
+    assert_eq!(
+        std::fs::read_dir(&blobs).unwrap().count(),
+        0,
+        "unreferenced blobs are collected"
+    );
+
+    // A raw body (no form, so no config) is an upload too.
+    let r = s
+        .http
+        .put(s.url("/v1/components/raw"))
+        .bearer_auth(&key)
+        .header("content-type", "application/wasm")
+        .body(lexical.clone())
+        .send()
+        .unwrap();
+    let (status, v) = json_of(r);
+    assert_eq!(status, 201, "{v}");
+    assert_eq!(v["digest"], sha256(&lexical));
+    // A form without a `file` part is a 400.
+    let form = multipart::Form::new().text("config", "{}");
+    let r = s
+        .http
+        .put(s.url("/v1/components/raw"))
+        .bearer_auth(&key)
+        .multipart(form)
+        .send()
+        .unwrap();
+    assert_error(r, 400, "bad_request");
 }
 
 /// Everything tenant B tries on tenant A's names fails exactly as it does
@@ -427,9 +626,16 @@ fn tenants_cannot_see_call_overwrite_or_delete_each_other() {
     let s = Server::start(dir.path(), &[]);
     let lexical = read("nboost_reranker_lexical");
     let hostile = read("nboost_hostile");
-    assert_eq!(s.put_component(&a, "secret", lexical.clone(), json!({})).status(), 201);
+    assert_eq!(
+        s.put_component(&a, "secret", lexical.clone(), json!({}))
+            .status(),
+        201
+    );
     let tok = std::fs::read(model_file("tiny-cross-encoder", "tokenizer.json")).unwrap();
-    assert_eq!(s.put_graph(&a, "secret-tok", tok.clone(), "text").status(), 201);
+    assert_eq!(
+        s.put_graph(&a, "secret-tok", tok.clone(), "text").status(),
+        201
+    );
 
     // List: B sees none of A's.
     let (_, v) = json_of(s.get(&b, "/v1/components"));
@@ -442,21 +648,41 @@ fn tenants_cannot_see_call_overwrite_or_delete_each_other() {
         let body = json!({"model": name, "query": "q", "documents": ["a"]});
         let m = assert_error(s.post(&b, "/v1/rerank", &body), 404, "not_found");
         assert_eq!(m, format!("unknown {what} `{name}`"));
-        let m = assert_error(s.get(&b, &format!("/v1/components/{name}")), 404, "not_found");
+        let m = assert_error(
+            s.get(&b, &format!("/v1/components/{name}")),
+            404,
+            "not_found",
+        );
         assert_eq!(m, format!("unknown {what} `{name}`"));
-        let m = assert_error(s.delete(&b, &format!("/v1/components/{name}")), 404, "not_found");
+        let m = assert_error(
+            s.delete(&b, &format!("/v1/components/{name}")),
+            404,
+            "not_found",
+        );
         assert_eq!(m, format!("unknown {what} `{name}`"));
     }
     for name in ["secret-tok", "nobody-has-this"] {
         let m = assert_error(s.get(&b, &format!("/v1/graphs/{name}")), 404, "not_found");
         assert_eq!(m, format!("unknown graph `{name}`"));
-        assert_error(s.delete(&b, &format!("/v1/graphs/{name}")), 404, "not_found");
+        assert_error(
+            s.delete(&b, &format!("/v1/graphs/{name}")),
+            404,
+            "not_found",
+        );
         // Nor can B's components use A's graphs.
         let config = json!({"settings": {"attack": "none"}, "graphs": [name]});
-        let m = assert_error(s.put_component(&b, "uses-it", hostile.clone(), config), 422, "validation");
+        let m = assert_error(
+            s.put_component(&b, "uses-it", hostile.clone(), config),
+            422,
+            "validation",
+        );
         assert_eq!(m, format!("unknown graph `{name}`"));
         let config = json!({"setting_files": {"tokenizer": name}});
-        let m = assert_error(s.put_component(&b, "uses-it", hostile.clone(), config), 422, "validation");
+        let m = assert_error(
+            s.put_component(&b, "uses-it", hostile.clone(), config),
+            422,
+            "validation",
+        );
         assert!(m.contains(&format!("unknown graph `{name}`")), "{m}");
     }
 
@@ -464,7 +690,11 @@ fn tenants_cannot_see_call_overwrite_or_delete_each_other() {
     let (status, v) = json_of(s.put_component(&b, "secret", hostile.clone(), json!({})));
     assert_eq!(status, 201, "{v}");
     assert_eq!(v["version"], 1);
-    assert_eq!(s.put_graph(&b, "secret-tok", b"b's own text".to_vec(), "text").status(), 201);
+    assert_eq!(
+        s.put_graph(&b, "secret-tok", b"b's own text".to_vec(), "text")
+            .status(),
+        201
+    );
     let (_, v) = json_of(s.get(&a, "/v1/components/secret"));
     assert_eq!(v["version"], 1);
     assert_eq!(v["digest"], sha256(&lexical), "A's component is untouched");
@@ -475,7 +705,10 @@ fn tenants_cannot_see_call_overwrite_or_delete_each_other() {
     let (_, va) = json_of(s.post(&a, "/v1/rerank", &body));
     let (_, vb) = json_of(s.post(&b, "/v1/rerank", &body));
     assert_eq!(va["results"][0]["index"], 1, "A's is BM25: {va}");
-    assert_eq!(vb["results"][0]["relevance_score"], 85.0, "B's scores by length: {vb}");
+    assert_eq!(
+        vb["results"][0]["relevance_score"], 85.0,
+        "B's scores by length: {vb}"
+    );
     // B deletes its own; A's stays.
     assert_eq!(s.delete(&b, "/v1/components/secret").status(), 204);
     assert_eq!(s.get(&a, "/v1/components/secret").status(), 200);
@@ -490,14 +723,39 @@ fn tenant_graphs_feed_tenant_components() {
     let graph = std::fs::read(model_file("tiny-cross-encoder", "model.onnx")).unwrap();
     let tok = std::fs::read(model_file("tiny-cross-encoder", "tokenizer.json")).unwrap();
     // A broken ONNX file is refused at upload; a text file must be UTF-8.
-    let m = assert_error(s.put_graph(&key, "my-ce", b"not onnx".to_vec(), "onnx"), 422, "validation");
+    let m = assert_error(
+        s.put_graph(&key, "my-ce", b"not onnx".to_vec(), "onnx"),
+        422,
+        "validation",
+    );
     assert!(m.contains("cannot be loaded"), "{m}");
-    assert_error(s.put_graph(&key, "my-tok", vec![0xff, 0xfe], "text"), 422, "validation");
+    assert_error(
+        s.put_graph(&key, "my-tok", vec![0xff, 0xfe], "text"),
+        422,
+        "validation",
+    );
     let (status, v) = json_of(s.put_graph(&key, "my-ce", graph.clone(), "onnx"));
     assert_eq!(status, 201, "{v}");
     assert_eq!(v["format"], "onnx");
     assert_eq!(v["digest"], sha256(&graph));
-    assert_eq!(s.put_graph(&key, "my-tok", tok, "text").status(), 201);
+    // A form with a `config` part picks the format there.
+    let form = multipart::Form::new()
+        .part("file", multipart::Part::bytes(tok))
+        .text(
+            "config",
+            r#"{"format": "text", "description": "the tokenizer"}"#,
+        );
+    let r = s
+        .http
+        .put(s.url("/v1/graphs/my-tok"))
+        .bearer_auth(&key)
+        .multipart(form)
+        .send()
+        .unwrap();
+    let (status, v) = json_of(r);
+    assert_eq!(status, 201, "{v}");
+    assert_eq!(v["format"], "text");
+    assert_eq!(v["description"], "the tokenizer");
 
     let ce = read("nboost_reranker_cross_encoder");
     let config = json!({"graphs": ["my-ce"], "settings": {"graph": "my-ce"}, "setting_files": {"tokenizer": "my-tok"}});
@@ -513,11 +771,19 @@ fn tenant_graphs_feed_tenant_components() {
     assert_eq!(mine["results"], public["results"]);
     // A text graph cannot be loaded as a model.
     let config = json!({"graphs": ["my-tok"], "settings": {"graph": "my-tok"}, "setting_files": {"tokenizer": "my-tok"}});
-    let m = assert_error(s.put_component(&key, "wrong", ce, config), 422, "validation");
+    let m = assert_error(
+        s.put_component(&key, "wrong", ce, config),
+        422,
+        "validation",
+    );
     assert!(m.contains("format `text`"), "{m}");
     // Deleting the graph breaks the component that needs it, clearly.
     assert_eq!(s.delete(&key, "/v1/graphs/my-ce").status(), 204);
-    let m = assert_error(s.post(&key, "/v1/rerank", &body("my-reranker")), 422, "validation");
+    let m = assert_error(
+        s.post(&key, "/v1/rerank", &body("my-reranker")),
+        422,
+        "validation",
+    );
     assert!(m.contains("unknown graph `my-ce`"), "{m}");
 }
 
@@ -525,48 +791,128 @@ fn tenant_graphs_feed_tenant_components() {
 fn quotas_and_backpressure_answer_429() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let small = add_tenant(&data, "small", &["--max-components", "1", "--max-bytes", "5000000"]);
+    let small = add_tenant(
+        &data,
+        "small",
+        &["--max-components", "1", "--max-bytes", "5000000"],
+    );
     let busy = add_tenant(&data, "busy", &["--max-concurrent", "1"]);
-    let strict = add_tenant(&data, "strict", &["--max-deadline-ms", "300"]);
+    let strict = add_tenant(
+        &data,
+        "strict",
+        &["--max-deadline-ms", "300", "--max-memory-mib", "32"],
+    );
     let other = add_tenant(&data, "other", &[]);
-    let s = Server::start(dir.path(), &["--max-concurrent-requests", "2", "--workers", "4"]);
+    let s = Server::start(
+        dir.path(),
+        &["--max-concurrent-requests", "2", "--workers", "4"],
+    );
 
     // Count and bytes.
     let lexical = read("nboost_reranker_lexical");
-    assert_eq!(s.put_component(&small, "one", lexical.clone(), json!({})).status(), 201);
-    let m = assert_error(s.put_component(&small, "two", lexical.clone(), json!({})), 429, "quota_exceeded");
+    assert_eq!(
+        s.put_component(&small, "one", lexical.clone(), json!({}))
+            .status(),
+        201
+    );
+    let m = assert_error(
+        s.put_component(&small, "two", lexical.clone(), json!({})),
+        429,
+        "quota_exceeded",
+    );
     assert!(m.contains("quota is 1"), "{m}");
     let big = vec![b'x'; 5_000_000];
-    let m = assert_error(s.put_graph(&small, "big", big, "text"), 429, "quota_exceeded");
+    let m = assert_error(
+        s.put_graph(&small, "big", big, "text"),
+        429,
+        "quota_exceeded",
+    );
     assert!(m.contains("bytes"), "{m}");
     // Replacing counts the new size, not both.
-    assert_eq!(s.put_component(&small, "one", lexical.clone(), json!({})).status(), 200);
+    assert_eq!(
+        s.put_component(&small, "one", lexical.clone(), json!({}))
+            .status(),
+        200
+    );
 
     // Per-tenant deadline: narrower than the host's.
     let hostile = read("nboost_hostile");
     let slow = |ms: u32| json!({"settings": {"attack": "slow", "slow-ms": ms}});
-    assert_eq!(s.put_component(&strict, "slow", hostile.clone(), slow(1000)).status(), 201);
+    assert_eq!(
+        s.put_component(&strict, "slow", hostile.clone(), slow(1000))
+            .status(),
+        201
+    );
     let body = json!({"model": "slow", "query": "q", "documents": ["a"]});
     let m = assert_error(s.post(&strict, "/v1/rerank", &body), 504, "timeout");
     assert!(m.contains("300 ms"), "{m}");
+    // Per-tenant memory cap: narrower than the host's.
+    let bomb = json!({"settings": {"attack": "memory-bomb"}});
+    assert_eq!(
+        s.put_component(&strict, "bomb", hostile.clone(), bomb)
+            .status(),
+        201
+    );
+    let bomb_call = json!({"model": "bomb", "query": "q", "documents": ["a"]});
+    let m = assert_error(
+        s.post(&strict, "/v1/rerank", &bomb_call),
+        502,
+        "guest_fault",
+    );
+    assert!(m.contains(&(32u64 << 20).to_string()), "{m}");
     // Calls that stay in flight long enough to be seen there.
-    assert_eq!(s.put_component(&busy, "slow", hostile.clone(), slow(3000)).status(), 201);
-    assert_eq!(s.put_component(&other, "slow", hostile.clone(), slow(3000)).status(), 201);
+    assert_eq!(
+        s.put_component(&busy, "slow", hostile.clone(), slow(3000))
+            .status(),
+        201
+    );
+    assert_eq!(
+        s.put_component(&other, "slow", hostile.clone(), slow(3000))
+            .status(),
+        201
+    );
 
     // One call of `busy` in flight: its second is over its quota.
     std::thread::scope(|scope| {
-        let first = scope.spawn(|| s.post(&busy, "/v1/rerank", &json!({"model": "slow", "query": "q", "documents": ["a"]})).status());
+        let first = scope.spawn(|| {
+            s.post(
+                &busy,
+                "/v1/rerank",
+                &json!({"model": "slow", "query": "q", "documents": ["a"]}),
+            )
+            .status()
+        });
         s.wait_in_use(&busy, 1.0);
         assert_error(s.post(&busy, "/v1/rerank", &body), 429, "quota_exceeded");
-        let second = scope.spawn(|| s.post(&other, "/v1/rerank", &json!({"model": "slow", "query": "q", "documents": ["a"]})).status());
+        let second = scope.spawn(|| {
+            s.post(
+                &other,
+                "/v1/rerank",
+                &json!({"model": "slow", "query": "q", "documents": ["a"]}),
+            )
+            .status()
+        });
         s.wait_in_use(&busy, 2.0);
         // Two calls in flight: the server's limit of 2 is reached.
-        assert_error(s.post(&other, "/v1/rerank", &json!({"model": "lexical", "query": "q", "documents": ["a"]})), 429, "overloaded");
+        assert_error(
+            s.post(
+                &other,
+                "/v1/rerank",
+                &json!({"model": "lexical", "query": "q", "documents": ["a"]}),
+            ),
+            429,
+            "overloaded",
+        );
         assert_eq!(first.join().unwrap(), 200);
         assert_eq!(second.join().unwrap(), 200);
     });
     assert!(s.metric(&other, "nboost_rerank_failures_total{kind=\"overloaded\"}") >= 1.0);
-    assert!(s.metric(&other, "nboost_rerank_failures_total{kind=\"quota_exceeded\"}") >= 1.0);
+    assert!(
+        s.metric(
+            &other,
+            "nboost_rerank_failures_total{kind=\"quota_exceeded\"}"
+        ) >= 1.0
+    );
     assert!(s.metric(&other, "nboost_rerank_failures_total{kind=\"timeout\"}") >= 1.0);
 }
 
@@ -579,7 +925,13 @@ fn new_versions_switch_atomically_under_load() {
     let lexical = read("nboost_reranker_lexical");
     let body = json!({"model": "swap", "query": QUERY, "documents": docs()});
     assert_eq!(
-        s.put_component(&key, "swap", hostile, json!({"settings": {"attack": "slow", "slow-ms": 3000}})).status(),
+        s.put_component(
+            &key,
+            "swap",
+            hostile,
+            json!({"settings": {"attack": "slow", "slow-ms": 3000}})
+        )
+        .status(),
         201
     );
     std::thread::scope(|scope| {
@@ -591,10 +943,19 @@ fn new_versions_switch_atomically_under_load() {
         assert_eq!(v["version"], 2);
         let (status, new) = json_of(s.post(&key, "/v1/rerank", &body));
         assert_eq!(status, 200, "{new}");
-        assert_eq!(new["results"][0]["index"], 1, "version 2 (BM25) answers new calls: {new}");
+        assert_eq!(
+            new["results"][0]["index"], 1,
+            "version 2 (BM25) answers new calls: {new}"
+        );
         let (status, old) = old.join().unwrap();
-        assert_eq!(status, 200, "the in-flight call finished on version 1: {old}");
-        assert_eq!(old["results"][0]["relevance_score"], 85.0, "version 1 scores by length: {old}");
+        assert_eq!(
+            status, 200,
+            "the in-flight call finished on version 1: {old}"
+        );
+        assert_eq!(
+            old["results"][0]["relevance_score"], 85.0,
+            "version 1 scores by length: {old}"
+        );
     });
 }
 
@@ -602,16 +963,43 @@ fn new_versions_switch_atomically_under_load() {
 fn health_metrics_and_openapi() {
     let dir = tempfile::tempdir().unwrap();
     let key = add_tenant(&dir.path().join("data"), "acme", &[]);
-    let s = Server::start(dir.path(), &[]);
+    let s = Server::start(dir.path(), &["--metrics-listen", "127.0.0.1:0"]);
     let (status, v) = json_of(s.http.get(s.url("/health")).send().unwrap());
     assert_eq!((status, v), (200, json!({"status": "ok"})));
-    assert_error(s.http.get(s.url("/metrics")).send().unwrap(), 401, "unauthorized");
-    assert_error(s.http.get(s.url("/openapi.json")).send().unwrap(), 401, "unauthorized");
+    assert_error(
+        s.http.get(s.url("/metrics")).send().unwrap(),
+        401,
+        "unauthorized",
+    );
+    assert_error(
+        s.http.get(s.url("/openapi.json")).send().unwrap(),
+        401,
+        "unauthorized",
+    );
 
-    assert_eq!(s.post(&key, "/v1/rerank", &json!({"model": "lexical", "query": "q", "documents": ["q a"]})).status(), 200);
-    assert_eq!(s.post(&key, "/v1/rerank", &json!({"model": "nope", "query": "q", "documents": ["a"]})).status(), 404);
+    assert_eq!(
+        s.post(
+            &key,
+            "/v1/rerank",
+            &json!({"model": "lexical", "query": "q", "documents": ["q a"]})
+        )
+        .status(),
+        200
+    );
+    assert_eq!(
+        s.post(
+            &key,
+            "/v1/rerank",
+            &json!({"model": "nope", "query": "q", "documents": ["a"]})
+        )
+        .status(),
+        404
+    );
     let r = s.get(&key, "/metrics");
-    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain"));
     let text = r.text().unwrap();
     for needle in [
         "nboost_rerank_requests_total{api=\"cohere\"} 2",
@@ -625,6 +1013,14 @@ fn health_metrics_and_openapi() {
     ] {
         assert!(text.contains(needle), "no `{needle}` in\n{text}");
     }
+
+    // The operator's metrics listener needs no key.
+    let operator = s.http.get(s.metrics.as_deref().unwrap()).send().unwrap();
+    assert_eq!(operator.status(), 200);
+    assert!(operator
+        .text()
+        .unwrap()
+        .contains("nboost_rerank_requests_total"));
 
     // The OpenAPI document names every route the server answers.
     let (status, doc) = json_of(s.get(&key, "/openapi.json"));
@@ -644,10 +1040,19 @@ fn health_metrics_and_openapi() {
         ("/openapi.json", &["get"]),
     ] {
         for m in methods {
-            assert!(paths[path].get(m).is_some(), "{path} {m} missing from the OpenAPI document");
+            assert!(
+                paths[path].get(m).is_some(),
+                "{path} {m} missing from the OpenAPI document"
+            );
         }
     }
-    assert!(s.http.get(s.url("/health")).send().unwrap().status().is_success());
+    assert!(s
+        .http
+        .get(s.url("/health"))
+        .send()
+        .unwrap()
+        .status()
+        .is_success());
 }
 
 #[test]
@@ -656,11 +1061,24 @@ fn sigterm_drains_requests_in_flight() {
     let key = add_tenant(&dir.path().join("data"), "acme", &[]);
     let mut s = Server::start(dir.path(), &[]);
     let slow = json!({"settings": {"attack": "slow", "slow-ms": 1500}});
-    assert_eq!(s.put_component(&key, "slow", read("nboost_hostile"), slow).status(), 201);
+    assert_eq!(
+        s.put_component(&key, "slow", read("nboost_hostile"), slow)
+            .status(),
+        201
+    );
     let status = std::thread::scope(|scope| {
-        let call = scope.spawn(|| s.post(&key, "/v1/rerank", &json!({"model": "slow", "query": "q", "documents": ["abc"]})));
+        let call = scope.spawn(|| {
+            s.post(
+                &key,
+                "/v1/rerank",
+                &json!({"model": "slow", "query": "q", "documents": ["abc"]}),
+            )
+        });
         s.wait_in_use(&key, 1.0);
-        let kill = Command::new("kill").args(["-TERM", &s.pid().to_string()]).status().unwrap();
+        let kill = Command::new("kill")
+            .args(["-TERM", &s.pid().to_string()])
+            .status()
+            .unwrap();
         assert!(kill.success());
         let r = call.join().unwrap();
         let status = r.status().as_u16();
@@ -670,7 +1088,11 @@ fn sigterm_drains_requests_in_flight() {
     });
     assert_eq!(status, 200, "the call in flight finished");
     let exit = s.child.wait().unwrap();
-    assert!(exit.success(), "clean exit after draining: {exit:?}\n{}", s.log_text());
+    assert!(
+        exit.success(),
+        "clean exit after draining: {exit:?}\n{}",
+        s.log_text()
+    );
     assert!(s.log_text().contains("draining"), "{}", s.log_text());
 }
 
@@ -684,25 +1106,77 @@ fn tenants_cli_rotates_keys_on_a_live_server() {
     // Added while the server runs: usable at once.
     let late = add_tenant(&data, "late", &[]);
     assert_eq!(s.get(&late, "/v1/components").status(), 200);
-    let out = nboost().args(["tenants", "rotate-key", "acme", "--data-dir"]).arg(&data).output().unwrap();
+    let out = nboost()
+        .args(["tenants", "rotate-key", "acme", "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let new = String::from_utf8(out.stdout).unwrap().trim().to_string();
     assert_ne!(new, old);
     assert_error(s.get(&old, "/v1/components"), 401, "unauthorized");
     assert_eq!(s.get(&new, "/v1/components").status(), 200);
     // Errors: duplicate, unknown, bad name.
-    let dup = nboost().args(["tenants", "add", "acme", "--data-dir"]).arg(&data).output().unwrap();
+    let dup = nboost()
+        .args(["tenants", "add", "acme", "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
     assert_eq!(dup.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&dup.stderr).contains("already exists"));
-    let unknown = nboost().args(["tenants", "rotate-key", "nobody", "--data-dir"]).arg(&data).output().unwrap();
+    let unknown = nboost()
+        .args(["tenants", "rotate-key", "nobody", "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
     assert_eq!(unknown.status.code(), Some(2));
-    let list = nboost().args(["tenants", "list", "--data-dir"]).arg(&data).output().unwrap();
+    let list = nboost()
+        .args(["tenants", "list", "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
     let text = String::from_utf8(list.stdout).unwrap();
     assert_eq!(text.lines().count(), 2, "{text}");
     assert!(!text.contains(&new), "keys are never listed");
     // Keys are stored hashed only.
     let db = std::fs::read(data.join("meta.sqlite")).unwrap();
     assert!(!String::from_utf8_lossy(&db).contains(&new));
+}
+
+#[test]
+fn tenants_file_configures_tenants_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = nboost().args(["tenants", "new-key"]).output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut lines = text.lines();
+    let key = lines.next().unwrap().to_string();
+    let hash_line = lines.next().unwrap();
+    assert!(hash_line.starts_with("key-sha256 = "), "{hash_line}");
+    let file = dir.path().join("tenants.toml");
+    std::fs::write(
+        &file,
+        format!("[tenants.from-file]\n{hash_line}\nmax-components = 0\n"),
+    )
+    .unwrap();
+    let s = Server::start(dir.path(), &["--tenants", file.to_str().unwrap()]);
+    assert_eq!(s.get(&key, "/v1/components").status(), 200);
+    // Its quotas came from the file too.
+    let r = s.put_component(&key, "x", read("nboost_reranker_lexical"), json!({}));
+    assert_error(r, 429, "quota_exceeded");
+    drop(s);
+    // A malformed file stops the server from starting, with a reason.
+    std::fs::write(&file, "[tenants.bad]\nkey-sha256 = \"abc\"\n").unwrap();
+    let out = nboost()
+        .args(["--manifest"])
+        .arg(dir.path().join("nboost.toml"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .args(["--tenants", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("64 hex digits"));
 }
 
 /// Check what a restarted server serves: every listed component of the
@@ -725,8 +1199,13 @@ fn check_consistent(s: &Server, key: &str, data: &Path) -> Vec<(String, u64)> {
         let name = c["name"].as_str().unwrap();
         let digest = c["digest"].as_str().unwrap();
         let file = blobs.join(digest.trim_start_matches("sha256:"));
-        let bytes = std::fs::read(&file).unwrap_or_else(|e| panic!("{name}: blob {} missing: {e}", file.display()));
-        assert_eq!(sha256(&bytes), digest, "{name}: blob does not match its digest");
+        let bytes = std::fs::read(&file)
+            .unwrap_or_else(|e| panic!("{name}: blob {} missing: {e}", file.display()));
+        assert_eq!(
+            sha256(&bytes),
+            digest,
+            "{name}: blob does not match its digest"
+        );
         let body = json!({"model": name, "query": QUERY, "documents": docs()});
         let (status, r) = json_of(s.post(key, "/v1/rerank", &body));
         assert_eq!(status, 200, "{name} does not load after the restart: {r}");
@@ -734,6 +1213,9 @@ fn check_consistent(s: &Server, key: &str, data: &Path) -> Vec<(String, u64)> {
     }
     seen
 }
+
+/// Acknowledged uploads `(name, version)`, and a signal for each new one.
+type Acked = Arc<(Mutex<Vec<(String, u64)>>, Condvar)>;
 
 #[test]
 fn kill_9_during_uploads_leaves_a_consistent_store() {
@@ -746,7 +1228,7 @@ fn kill_9_during_uploads_leaves_a_consistent_store() {
         check_consistent(&s, &key, &data);
         // Upload in a loop on one thread; kill -9 from this one once a few
         // uploads were acknowledged (the next one is then in progress).
-        let acked: Arc<(Mutex<Vec<(String, u64)>>, Condvar)> = Default::default();
+        let acked: Acked = Default::default();
         let want = 2 + round as usize;
         let (http, base) = (s.http.clone(), s.base.clone());
         std::thread::scope(|scope| {
@@ -754,7 +1236,10 @@ fn kill_9_during_uploads_leaves_a_consistent_store() {
                 for i in 0.. {
                     let name = format!("c{}", i % 3);
                     let form = multipart::Form::new()
-                        .part("file", multipart::Part::bytes(files[(i + round as usize) % 2].clone()))
+                        .part(
+                            "file",
+                            multipart::Part::bytes(files[(i + round as usize) % 2].clone()),
+                        )
                         .text("config", "{}");
                     let sent = http
                         .put(format!("{base}/v1/components/{name}"))
@@ -771,7 +1256,9 @@ fn kill_9_during_uploads_leaves_a_consistent_store() {
             });
             let (list, cv) = &*acked;
             let guard = cv
-                .wait_timeout_while(list.lock().unwrap(), Duration::from_secs(300), |l| l.len() < want)
+                .wait_timeout_while(list.lock().unwrap(), Duration::from_secs(300), |l| {
+                    l.len() < want
+                })
                 .unwrap()
                 .0;
             assert!(guard.len() >= want, "uploads stalled:\n{}", s.log_text());
@@ -786,7 +1273,10 @@ fn kill_9_during_uploads_leaves_a_consistent_store() {
         let seen = check_consistent(&s, &key, &data);
         for (name, version) in acked.0.lock().unwrap().iter() {
             let now = seen.iter().find(|(n, _)| n == name).map(|(_, v)| *v);
-            assert!(now.is_some_and(|v| v >= *version), "{name} v{version} was acknowledged but is {now:?}");
+            assert!(
+                now.is_some_and(|v| v >= *version),
+                "{name} v{version} was acknowledged but is {now:?}"
+            );
         }
     }
 }
@@ -836,12 +1326,19 @@ print(json.dumps({
         .args(["-c", script, &s.base, &key])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["v2"].as_array().unwrap().len(), 2, "{v}");
     assert_eq!(v["v2"][0][0], 1, "{v}");
     assert_eq!(v["v1"][0][0], 1, "{v}");
-    assert_eq!(v["v1"][0][2], "What causes lift on an aircraft wing is the pressure difference between its surfaces.");
+    assert_eq!(
+        v["v1"][0][2],
+        "What causes lift on an aircraft wing is the pressure difference between its surfaces."
+    );
     assert_eq!(v["v2"][0][1], v["v1"][0][1]);
     assert_eq!(v["unauthorized"], 401);
 }
