@@ -42,7 +42,7 @@ demo: components model build
 # Every test: model import vs PyTorch reference, component unit tests, host
 # unit and integration tests (real components, real model, all back-ends).
 test: components model build
-    {{python}} tools/check_model.py --model models/all-MiniLM-L6-v2
+    {{python}} tools/check_model.py --model-dir models/all-MiniLM-L6-v2
     cd components && cargo test --workspace
     cargo test --workspace
 

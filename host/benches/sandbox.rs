@@ -58,5 +58,8 @@ fn main() {
     println!("lexical, 10 passages, {iters} iterations");
     println!("fresh instance per call (instantiate + configure + score): median {f50:.1} us, p90 {f90:.1} us");
     println!("warm instance (score only):                                 median {w50:.1} us, p90 {w90:.1} us");
-    println!("isolation overhead (fresh - warm, medians):                 {:.1} us", f50 - w50);
+    println!(
+        "isolation overhead (fresh - warm, medians):                 {:.1} us",
+        f50 - w50
+    );
 }

@@ -11,10 +11,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::RerankError;
 use crate::nn::{NnHost, NnOptions};
 use crate::registry::{Manifest, Registry};
 use crate::sandbox::{EngineOptions, ModelInfo, Plugin, PluginPre, SandboxEngine};
+use crate::RerankError;
 
 /// One passage in the output: its index in the request and its score.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
@@ -171,7 +171,9 @@ pub fn check_input(
         return Err(RerankError::InvalidInput("the query is empty".into()));
     }
     if passages.is_empty() {
-        return Err(RerankError::InvalidInput("there are no passages to rerank".into()));
+        return Err(RerankError::InvalidInput(
+            "there are no passages to rerank".into(),
+        ));
     }
     if passages.len() > limits.max_passages {
         return Err(RerankError::InvalidInput(format!(

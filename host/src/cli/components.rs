@@ -36,7 +36,12 @@ impl ComponentsCommand {
                 let m = global.manifest()?;
                 println!("{:<20} {:<12} path", "name", "graphs");
                 for c in m.components.values() {
-                    println!("{:<20} {:<12} {}", c.name, c.graphs.join(","), c.path.display());
+                    println!(
+                        "{:<20} {:<12} {}",
+                        c.name,
+                        c.graphs.join(","),
+                        c.path.display()
+                    );
                 }
                 Ok(())
             }
@@ -48,9 +53,13 @@ impl ComponentsCommand {
                     .ok_or_else(|| nboost::RerankError::UnknownComponent(name.clone()))?;
                 let bytes = std::fs::read(&entry.path)
                     .with_context(|| format!("cannot read {}", entry.path.display()))?;
-                let report = validate_component(&bytes, DEFAULT_MAX_COMPONENT_BYTES).map_err(|reason| {
-                    nboost::RerankError::InvalidComponent { name: name.clone(), reason }
-                })?;
+                let report =
+                    validate_component(&bytes, DEFAULT_MAX_COMPONENT_BYTES).map_err(|reason| {
+                        nboost::RerankError::InvalidComponent {
+                            name: name.clone(),
+                            reason,
+                        }
+                    })?;
                 let mut out = serde_json::json!({
                     "name": name,
                     "path": entry.path,
@@ -68,7 +77,10 @@ impl ComponentsCommand {
                     out["model_info"] = serde_json::to_value(reranker.model_info(&name)?)
                         .map_err(anyhow::Error::from)?;
                 }
-                println!("{}", serde_json::to_string_pretty(&out).map_err(anyhow::Error::from)?);
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&out).map_err(anyhow::Error::from)?
+                );
                 Ok(())
             }
             Self::Check { file } => {
@@ -76,10 +88,13 @@ impl ComponentsCommand {
                     nboost::registry::Manifest::default(),
                     global.config(&nboost::registry::Manifest::default()),
                 )?;
-                let report = reranker.registry().check_file(&file).map_err(|e| CliError {
-                    err: e.into(),
-                    code: 1,
-                })?;
+                let report = reranker
+                    .registry()
+                    .check_file(&file)
+                    .map_err(|e| CliError {
+                        err: e.into(),
+                        code: 1,
+                    })?;
                 println!(
                     "ok: {} is a reranker component ({}, world {}, {} bytes, {})",
                     file.display(),

@@ -11,11 +11,11 @@ mod tenants;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
-use nboost::RerankError;
 use nboost::nn::{BackendKind, NnOptions, Target};
 use nboost::registry::Manifest;
 use nboost::sandbox::EngineOptions;
 use nboost::service::{Reranker, RerankerConfig};
+use nboost::RerankError;
 
 /// nboost: rerank search results with sandboxed WebAssembly model plugins.
 #[derive(Debug, Parser)]
@@ -31,13 +31,30 @@ pub struct Cli {
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
     /// The component manifest.
-    #[arg(long, global = true, env = "NBOOST_MANIFEST", default_value = "nboost.toml")]
+    #[arg(
+        long,
+        global = true,
+        env = "NBOOST_MANIFEST",
+        default_value = "nboost.toml"
+    )]
     manifest: PathBuf,
     /// Engine that runs ONNX graphs for wasi-nn.
-    #[arg(long, global = true, env = "NBOOST_BACKEND", value_enum, default_value = "tract")]
+    #[arg(
+        long,
+        global = true,
+        env = "NBOOST_BACKEND",
+        value_enum,
+        default_value = "tract"
+    )]
     backend: BackendKind,
     /// Device for the graphs.
-    #[arg(long, global = true, env = "NBOOST_TARGET", value_enum, default_value = "cpu")]
+    #[arg(
+        long,
+        global = true,
+        env = "NBOOST_TARGET",
+        value_enum,
+        default_value = "cpu"
+    )]
     target: Target,
     /// Threads one inference may use (default: all cores).
     #[arg(long, global = true, env = "NBOOST_THREADS")]

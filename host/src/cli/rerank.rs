@@ -4,7 +4,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{Context, bail};
+use anyhow::{bail, Context};
 use clap::Args;
 use serde::Deserialize;
 
@@ -59,7 +59,9 @@ pub fn read_passages(path: &Path) -> anyhow::Result<Vec<String>> {
         text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read passages from {}", path.display()))?;
     }
-    let jsonl = path.extension().is_some_and(|e| e == "jsonl" || e == "json")
+    let jsonl = path
+        .extension()
+        .is_some_and(|e| e == "jsonl" || e == "json")
         || text.trim_start().starts_with(['"', '{']);
     let mut out = Vec::new();
     for (n, line) in text.lines().enumerate() {
@@ -76,7 +78,10 @@ pub fn read_passages(path: &Path) -> anyhow::Result<Vec<String>> {
             })?;
             out.push(match p {
                 PassageLine::Text(t) => t,
-                PassageLine::Object { title: Some(t), text } if !t.is_empty() => {
+                PassageLine::Object {
+                    title: Some(t),
+                    text,
+                } if !t.is_empty() => {
                     format!("{t}. {text}")
                 }
                 PassageLine::Object { text, .. } => text,
@@ -103,12 +108,15 @@ impl RerankCommand {
         }
         let reranker = global.reranker()?;
         let out = reranker.rerank(&self.component, &self.query, &passages, self.top_n)?;
-        let rows = out.ranking.iter().map(|r| {
-            serde_json::json!({"index": r.index, "score": r.score, "text": passages[r.index]})
-        });
+        let rows = out.ranking.iter().map(
+            |r| serde_json::json!({"index": r.index, "score": r.score, "text": passages[r.index]}),
+        );
         if self.json {
             let rows: Vec<_> = rows.collect();
-            println!("{}", serde_json::to_string_pretty(&rows).map_err(anyhow::Error::from)?);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&rows).map_err(anyhow::Error::from)?
+            );
         } else if self.jsonl {
             for row in rows {
                 println!("{row}");
@@ -117,7 +125,13 @@ impl RerankCommand {
             println!("{:>4}  {:>9}  {:>5}  passage", "rank", "score", "index");
             for (rank, r) in out.ranking.iter().enumerate() {
                 let text: String = passages[r.index].chars().take(90).collect();
-                println!("{:>4}  {:>9.4}  {:>5}  {}", rank + 1, r.score, r.index, text);
+                println!(
+                    "{:>4}  {:>9.4}  {:>5}  {}",
+                    rank + 1,
+                    r.score,
+                    r.index,
+                    text
+                );
             }
         }
         tracing::info!(

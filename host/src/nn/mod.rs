@@ -132,15 +132,20 @@ impl GraphSignature {
             return Err(invalid(format!(
                 "the graph takes {} inputs ({}), {} were given",
                 self.inputs.len(),
-                self.inputs.iter().map(|i| i.name.as_str()).collect::<Vec<_>>().join(", "),
+                self.inputs
+                    .iter()
+                    .map(|i| i.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 given.len()
             )));
         }
         let mut ordered = Vec::with_capacity(self.inputs.len());
         for spec in &self.inputs {
-            let pos = given.iter().position(|t| t.name == spec.name).ok_or_else(|| {
-                invalid(format!("missing input tensor `{}`", spec.name))
-            })?;
+            let pos = given
+                .iter()
+                .position(|t| t.name == spec.name)
+                .ok_or_else(|| invalid(format!("missing input tensor `{}`", spec.name)))?;
             let t = given.swap_remove(pos).tensor;
             let compatible = matches!(
                 (spec.ty, t.ty),
@@ -200,9 +205,7 @@ pub fn check_tensors<'a>(
             .dimensions
             .iter()
             .try_fold(elem, |acc, d| acc.checked_mul(*d as usize))
-            .ok_or_else(|| {
-                BackendError::NotEnoughMemory(usize::MAX)
-            })?;
+            .ok_or_else(|| BackendError::NotEnoughMemory(usize::MAX))?;
         if expected != t.data.len() {
             return Err(invalid(format!(
                 "tensor `{name}`: dimensions {:?} x {elem} bytes = {expected} bytes, but {} bytes of data were given",
@@ -262,7 +265,11 @@ pub fn f32_tensor(dims: &[usize], data: &[f32]) -> Tensor {
     for v in data {
         bytes.extend_from_slice(&v.to_le_bytes());
     }
-    Tensor::new(dims.iter().map(|d| *d as u32).collect(), TensorType::Fp32, bytes)
+    Tensor::new(
+        dims.iter().map(|d| *d as u32).collect(),
+        TensorType::Fp32,
+        bytes,
+    )
 }
 
 /// `i64`s to a wasi-nn tensor.
@@ -271,7 +278,11 @@ pub fn i64_tensor(dims: &[usize], data: &[i64]) -> Tensor {
     for v in data {
         bytes.extend_from_slice(&v.to_le_bytes());
     }
-    Tensor::new(dims.iter().map(|d| *d as u32).collect(), TensorType::I64, bytes)
+    Tensor::new(
+        dims.iter().map(|d| *d as u32).collect(),
+        TensorType::I64,
+        bytes,
+    )
 }
 
 /// Turns model bytes into a runnable graph; one per back-end kind.
@@ -364,7 +375,10 @@ impl NnHost {
     pub fn context(self: &Arc<Self>, allowed: &[String], max_tensor_bytes: usize) -> WasiNnCtx {
         let registry = AllowedGraphs {
             host: self.clone(),
-            graphs: allowed.iter().map(|n| (n.clone(), OnceCell::new())).collect(),
+            graphs: allowed
+                .iter()
+                .map(|n| (n.clone(), OnceCell::new()))
+                .collect(),
             max_tensor_bytes,
         };
         WasiNnCtx::new(Vec::new(), registry.into())
@@ -446,7 +460,10 @@ fn make_loader(options: &NnOptions) -> Result<Arc<dyn GraphLoader>, RerankError>
         BackendKind::Ort => Ok(Arc::new(ort::OrtLoader::new(options)?)),
         #[cfg(feature = "openvino")]
         BackendKind::Openvino => Ok(Arc::new(openvino::OpenvinoLoader::new(options)?)),
-        #[allow(unreachable_patterns, reason = "reachable when a back-end feature is off")]
+        #[allow(
+            unreachable_patterns,
+            reason = "reachable when a back-end feature is off"
+        )]
         other => Err(RerankError::Backend(format!(
             "this nboost binary was built without the {other:?} back-end"
         ))),
@@ -495,7 +512,8 @@ impl BackendGraph for LimitedGraph {
         Ok(ExecutionContext::from(Box::new(LimitedContext {
             inner: self.inner.init_execution_context()?,
             max_tensor_bytes: self.max_tensor_bytes,
-        }) as Box<dyn BackendExecutionContext>))
+        })
+            as Box<dyn BackendExecutionContext>))
     }
 }
 
@@ -506,11 +524,15 @@ struct LimitedContext {
 
 impl BackendExecutionContext for LimitedContext {
     fn set_input(&mut self, _id: Id, _tensor: &Tensor) -> Result<(), BackendError> {
-        Err(invalid("set-input is not supported; pass inputs to compute".into()))
+        Err(invalid(
+            "set-input is not supported; pass inputs to compute".into(),
+        ))
     }
 
     fn get_output(&mut self, _id: Id) -> Result<Tensor, BackendError> {
-        Err(invalid("get-output is not supported; use compute's result".into()))
+        Err(invalid(
+            "get-output is not supported; use compute's result".into(),
+        ))
     }
 
     fn compute(
@@ -561,12 +583,23 @@ mod tests {
     fn inputs_are_matched_by_name_type_and_rank() {
         let sig = GraphSignature {
             inputs: vec![
-                TensorSpec { name: "a".into(), ty: TensorType::I64, dims: vec![None, None] },
-                TensorSpec { name: "b".into(), ty: TensorType::Fp32, dims: vec![None, Some(4)] },
+                TensorSpec {
+                    name: "a".into(),
+                    ty: TensorType::I64,
+                    dims: vec![None, None],
+                },
+                TensorSpec {
+                    name: "b".into(),
+                    ty: TensorType::Fp32,
+                    dims: vec![None, Some(4)],
+                },
             ],
             outputs: vec![],
         };
-        let nt = |name: &str, tensor| NamedTensor { name: name.into(), tensor };
+        let nt = |name: &str, tensor| NamedTensor {
+            name: name.into(),
+            tensor,
+        };
         let ok = sig.order_inputs(vec![
             nt("b", t(vec![1, 4], TensorType::Fp32, 16)),
             nt("a", t(vec![1, 2], TensorType::I64, 16)),

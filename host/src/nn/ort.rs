@@ -21,13 +21,15 @@ use ort::session::builder::GraphOptimizationLevel;
 use ort::session::{Session, SessionInputValue};
 use ort::tensor::TensorElementType;
 use ort::value::{DynValue, Tensor, ValueType};
-use wasmtime_wasi_nn::backend::{BackendError, BackendExecutionContext, BackendGraph, Id, NamedTensor};
+use wasmtime_wasi_nn::backend::{
+    BackendError, BackendExecutionContext, BackendGraph, Id, NamedTensor,
+};
 use wasmtime_wasi_nn::wit::TensorType;
 use wasmtime_wasi_nn::{ExecutionContext, Graph, Tensor as NnTensor};
 
 use super::{
-    GraphLoader, GraphSignature, NnOptions, Target, TensorSpec, backend_failure, bytes_to_f32,
-    bytes_to_i64, f32_tensor, i64_tensor, invalid,
+    backend_failure, bytes_to_f32, bytes_to_i64, f32_tensor, i64_tensor, invalid, GraphLoader,
+    GraphSignature, NnOptions, Target, TensorSpec,
 };
 use crate::RerankError;
 
@@ -108,7 +110,9 @@ impl OrtLoader {
             .map_err(|e| e.to_string())?;
         if self.target == Target::Gpu {
             builder = builder
-                .with_execution_providers([CUDAExecutionProvider::default().build().error_on_failure()])
+                .with_execution_providers([CUDAExecutionProvider::default()
+                    .build()
+                    .error_on_failure()])
                 .map_err(|e| format!("cannot enable CUDA: {e}"))?;
         }
         builder.commit_from_memory(bytes).map_err(|e| e.to_string())
@@ -128,8 +132,12 @@ fn spec(name: &str, vt: &ValueType) -> Result<TensorSpec, String> {
     match vt {
         ValueType::Tensor { ty, shape, .. } => Ok(TensorSpec {
             name: name.to_string(),
-            ty: tensor_type(*ty).ok_or_else(|| format!("tensor `{name}` has unsupported type {ty:?}"))?,
-            dims: shape.iter().map(|d| (*d >= 0).then_some(*d as u64)).collect(),
+            ty: tensor_type(*ty)
+                .ok_or_else(|| format!("tensor `{name}` has unsupported type {ty:?}"))?,
+            dims: shape
+                .iter()
+                .map(|d| (*d >= 0).then_some(*d as u64))
+                .collect(),
         }),
         other => Err(format!("`{name}` is not a tensor ({other:?})")),
     }
@@ -202,7 +210,11 @@ impl Pool {
     }
 
     fn give_back(&self, s: Session) {
-        self.state.lock().unwrap_or_else(|e| e.into_inner()).free.push(s);
+        self.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .free
+            .push(s);
         self.returned.notify_one();
     }
 }
@@ -215,7 +227,8 @@ impl BackendGraph for OrtGraph {
     fn init_execution_context(&self) -> Result<ExecutionContext, BackendError> {
         Ok(ExecutionContext::from(Box::new(OrtContext {
             pool: self.inner.clone(),
-        }) as Box<dyn BackendExecutionContext>))
+        })
+            as Box<dyn BackendExecutionContext>))
     }
 }
 
@@ -236,7 +249,11 @@ fn to_ort(t: &NnTensor, spec: &TensorSpec) -> ort::Result<DynValue> {
 }
 
 impl OrtContext {
-    fn run(&self, session: &mut Session, values: Vec<(String, DynValue)>) -> Result<Vec<NamedTensor>, String> {
+    fn run(
+        &self,
+        session: &mut Session,
+        values: Vec<(String, DynValue)>,
+    ) -> Result<Vec<NamedTensor>, String> {
         let inputs: Vec<(String, SessionInputValue<'_>)> =
             values.into_iter().map(|(n, v)| (n, v.into())).collect();
         let outputs = session.run(inputs).map_err(|e| e.to_string())?;
@@ -245,12 +262,16 @@ impl OrtContext {
             let value = &outputs[spec.name.as_str()];
             let tensor = match spec.ty {
                 TensorType::I64 => {
-                    let (shape, data) = value.try_extract_tensor::<i64>().map_err(|e| e.to_string())?;
+                    let (shape, data) = value
+                        .try_extract_tensor::<i64>()
+                        .map_err(|e| e.to_string())?;
                     let dims: Vec<usize> = shape.iter().map(|d| *d as usize).collect();
                     i64_tensor(&dims, data)
                 }
                 _ => {
-                    let (shape, data) = value.try_extract_tensor::<f32>().map_err(|e| e.to_string())?;
+                    let (shape, data) = value
+                        .try_extract_tensor::<f32>()
+                        .map_err(|e| e.to_string())?;
                     let dims: Vec<usize> = shape.iter().map(|d| *d as usize).collect();
                     f32_tensor(&dims, data)
                 }
@@ -266,11 +287,15 @@ impl OrtContext {
 
 impl BackendExecutionContext for OrtContext {
     fn set_input(&mut self, _id: Id, _tensor: &NnTensor) -> Result<(), BackendError> {
-        Err(invalid("set-input is not supported; pass inputs to compute".into()))
+        Err(invalid(
+            "set-input is not supported; pass inputs to compute".into(),
+        ))
     }
 
     fn get_output(&mut self, _id: Id) -> Result<NnTensor, BackendError> {
-        Err(invalid("get-output is not supported; use compute's result".into()))
+        Err(invalid(
+            "get-output is not supported; use compute's result".into(),
+        ))
     }
 
     fn compute(

@@ -14,13 +14,15 @@
 use std::sync::Arc;
 
 use tract_onnx::prelude::*;
-use wasmtime_wasi_nn::backend::{BackendError, BackendExecutionContext, BackendGraph, Id, NamedTensor};
+use wasmtime_wasi_nn::backend::{
+    BackendError, BackendExecutionContext, BackendGraph, Id, NamedTensor,
+};
 use wasmtime_wasi_nn::wit::TensorType;
 use wasmtime_wasi_nn::{ExecutionContext, Graph, Tensor as NnTensor};
 
 use super::{
-    GraphLoader, GraphSignature, NnOptions, TensorSpec, backend_failure, bytes_to_f32,
-    bytes_to_i64, f32_tensor, i64_tensor, invalid,
+    backend_failure, bytes_to_f32, bytes_to_i64, f32_tensor, i64_tensor, invalid, GraphLoader,
+    GraphSignature, NnOptions, TensorSpec,
 };
 use crate::RerankError;
 
@@ -81,8 +83,9 @@ fn tensor_type(dt: DatumType) -> Option<TensorType> {
 
 fn spec(model: &TypedModel, outlet: OutletId, name: String) -> TractResult<TensorSpec> {
     let fact = model.outlet_fact(outlet)?;
-    let ty = tensor_type(fact.datum_type)
-        .ok_or_else(|| anyhow::anyhow!("tensor `{name}` has unsupported type {:?}", fact.datum_type))?;
+    let ty = tensor_type(fact.datum_type).ok_or_else(|| {
+        anyhow::anyhow!("tensor `{name}` has unsupported type {:?}", fact.datum_type)
+    })?;
     let dims = fact
         .shape
         .dims()
@@ -143,7 +146,8 @@ impl BackendGraph for TractGraph {
     fn init_execution_context(&self) -> Result<ExecutionContext, BackendError> {
         Ok(ExecutionContext::from(Box::new(TractContext {
             inner: self.inner.clone(),
-        }) as Box<dyn BackendExecutionContext>))
+        })
+            as Box<dyn BackendExecutionContext>))
     }
 }
 
@@ -155,25 +159,38 @@ fn to_tract(t: &NnTensor, spec: &TensorSpec) -> TractResult<Tensor> {
     let shape: Vec<usize> = t.dimensions.iter().map(|d| *d as usize).collect();
     match spec.ty {
         TensorType::I64 => Tensor::from_shape(&shape, &bytes_to_i64(t)),
-        TensorType::I32 => Tensor::from_shape(&shape, &bytes_to_i64(t))?.cast_to::<i32>().map(|c| c.into_owned()),
+        TensorType::I32 => Tensor::from_shape(&shape, &bytes_to_i64(t))?
+            .cast_to::<i32>()
+            .map(|c| c.into_owned()),
         _ => Tensor::from_shape(&shape, &bytes_to_f32(t)),
     }
 }
 
 fn from_tract(v: &Tensor) -> TractResult<NnTensor> {
     match v.datum_type() {
-        DatumType::I64 => Ok(i64_tensor(v.shape(), v.try_as_plain_ram()?.as_slice::<i64>()?)),
-        DatumType::F32 => Ok(f32_tensor(v.shape(), v.try_as_plain_ram()?.as_slice::<f32>()?)),
+        DatumType::I64 => Ok(i64_tensor(
+            v.shape(),
+            v.try_as_plain_ram()?.as_slice::<i64>()?,
+        )),
+        DatumType::F32 => Ok(f32_tensor(
+            v.shape(),
+            v.try_as_plain_ram()?.as_slice::<f32>()?,
+        )),
         _ => {
             let f = v.cast_to::<f32>()?;
-            Ok(f32_tensor(v.shape(), f.try_as_plain_ram()?.as_slice::<f32>()?))
+            Ok(f32_tensor(
+                v.shape(),
+                f.try_as_plain_ram()?.as_slice::<f32>()?,
+            ))
         }
     }
 }
 
 impl Inner {
     fn run(&self, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
-        let batch = inputs.first().map_or(0, |t| t.shape().first().copied().unwrap_or(0));
+        let batch = inputs
+            .first()
+            .map_or(0, |t| t.shape().first().copied().unwrap_or(0));
         let parts = self.threads.min(batch);
         if parts < 2 {
             return self.plan.run(inputs);
@@ -199,13 +216,17 @@ impl Inner {
                 .collect();
             handles
                 .into_iter()
-                .map(|h| h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("tract worker panicked"))))
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(anyhow::anyhow!("tract worker panicked")))
+                })
                 .collect()
         });
         let results: Vec<TVec<TValue>> = results.into_iter().collect::<TractResult<_>>()?;
         (0..results[0].len())
             .map(|o| {
-                let pieces: Vec<Tensor> = results.iter().map(|r| r[o].clone().into_tensor()).collect();
+                let pieces: Vec<Tensor> =
+                    results.iter().map(|r| r[o].clone().into_tensor()).collect();
                 Tensor::stack_tensors(0, &pieces).map(|t| t.into_tvalue())
             })
             .collect()
@@ -214,11 +235,15 @@ impl Inner {
 
 impl BackendExecutionContext for TractContext {
     fn set_input(&mut self, _id: Id, _tensor: &NnTensor) -> Result<(), BackendError> {
-        Err(invalid("set-input is not supported; pass inputs to compute".into()))
+        Err(invalid(
+            "set-input is not supported; pass inputs to compute".into(),
+        ))
     }
 
     fn get_output(&mut self, _id: Id) -> Result<NnTensor, BackendError> {
-        Err(invalid("get-output is not supported; use compute's result".into()))
+        Err(invalid(
+            "get-output is not supported; use compute's result".into(),
+        ))
     }
 
     fn compute(

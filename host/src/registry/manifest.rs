@@ -24,9 +24,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::RerankError;
 use crate::nn::GraphSpec;
 use crate::sandbox::LimitsOverride;
+use crate::RerankError;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -115,7 +115,9 @@ pub fn check_name(name: &str) -> Result<(), String> {
         ));
     }
     if name.starts_with('-') || name.ends_with('-') || name.contains("--") {
-        return Err(format!("name `{name}`: words must be separated by a single '-'"));
+        return Err(format!(
+            "name `{name}`: words must be separated by a single '-'"
+        ));
     }
     Ok(())
 }
@@ -126,19 +128,26 @@ fn setting_value(key: &str, v: &toml::Value) -> Result<String, String> {
         toml::Value::Integer(i) => Ok(i.to_string()),
         toml::Value::Float(f) => Ok(f.to_string()),
         toml::Value::Boolean(b) => Ok(b.to_string()),
-        _ => Err(format!("setting `{key}` must be a string, number or boolean")),
+        _ => Err(format!(
+            "setting `{key}` must be a string, number or boolean"
+        )),
     }
 }
 
 impl Manifest {
     /// Read and check a manifest file.
     pub fn load(path: &Path) -> Result<Self, RerankError> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            RerankError::Manifest(format!("cannot read {}: {e}", path.display()))
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| RerankError::Manifest(format!("cannot read {}: {e}", path.display())))?;
         let dir = path
             .parent()
-            .map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p })
+            .map(|p| {
+                if p.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    p
+                }
+            })
             .unwrap_or(Path::new("."));
         let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
         Self::parse(&text, &dir)

@@ -19,14 +19,14 @@ use std::sync::{Arc, Mutex};
 use once_cell::sync::OnceCell;
 use wasmtime::component::{Component, Linker};
 
-pub use manifest::{ComponentEntry, Manifest, check_name};
+pub use manifest::{check_name, ComponentEntry, Manifest};
 
-use crate::RerankError;
 use crate::nn::{LoadedGraph, NnHost};
 use crate::sandbox::{
-    self, ComponentReport, HostState, PluginPre, SandboxEngine, SandboxLimits,
-    validate::DEFAULT_MAX_COMPONENT_BYTES, validate_component,
+    self, validate::DEFAULT_MAX_COMPONENT_BYTES, validate_component, ComponentReport, HostState,
+    PluginPre, SandboxEngine, SandboxLimits,
 };
+use crate::RerankError;
 
 /// Counters that make the "load only what is asked for" promise checkable.
 #[derive(Debug, Default)]
@@ -124,7 +124,8 @@ impl Registry {
             let mut loaded = self.loaded.lock().unwrap_or_else(|e| e.into_inner());
             loaded.entry(name.to_string()).or_default().clone()
         };
-        cell.get_or_try_init(|| self.load(entry).map(Arc::new)).cloned()
+        cell.get_or_try_init(|| self.load(entry).map(Arc::new))
+            .cloned()
     }
 
     /// Load a component. Its allowed graphs load on another thread at the
@@ -335,7 +336,9 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
     static SEQ: AtomicUsize = AtomicUsize::new(0);
     let tmp = dir.join(format!(
         ".{}.{}-{}.tmp",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("artifact"),
+        path.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("artifact"),
         std::process::id(),
         SEQ.fetch_add(1, Ordering::Relaxed)
     ));

@@ -20,7 +20,7 @@ pub use engine::{EngineOptions, SandboxEngine};
 pub use limits::{LimitsOverride, SandboxLimits};
 pub use plugin::{GuestError, ModelInfo, Plugin, PluginPre};
 pub use state::HostState;
-pub use validate::{ComponentReport, sha256_digest, validate_component};
+pub use validate::{sha256_digest, validate_component, ComponentReport};
 
 use wasmtime::component::Linker;
 

@@ -26,8 +26,8 @@ use wasmtime::component::{
 use wasmtime::{Store, Trap};
 
 use super::{HostState, SandboxEngine, SandboxLimits};
-use crate::RerankError;
 use crate::nn::{LoadedGraph, NnHost};
+use crate::RerankError;
 
 /// Longest guest string (error message, model name...) the host keeps.
 pub const MAX_GUEST_STRING: usize = 4096;
@@ -137,7 +137,10 @@ pub struct PluginPre {
 impl PluginPre {
     /// Wrap an `InstancePre`, finding the reranker export (named
     /// `export_name`) and its functions.
-    #[allow(clippy::too_many_arguments, reason = "a plain constructor of a plain record")]
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "a plain constructor of a plain record"
+    )]
     pub fn new(
         name: &str,
         pre: InstancePre<HostState>,
@@ -314,7 +317,9 @@ pub struct Plugin {
 impl Plugin {
     /// What the plugin said about itself in `configure`.
     pub fn info(&self) -> &ModelInfo {
-        self.info.as_ref().expect("a Plugin is only handed out once configured")
+        self.info
+            .as_ref()
+            .expect("a Plugin is only handed out once configured")
     }
 
     /// False once the instance has trapped: it must be dropped.
@@ -325,7 +330,9 @@ impl Plugin {
     /// Score passages, one finite score per passage, under the deadline.
     pub fn score(&mut self, query: &str, passages: &[String]) -> Result<Vec<f32>, RerankError> {
         if !self.alive {
-            return Err(RerankError::GuestFault("the instance is dead after an earlier fault".into()));
+            return Err(RerankError::GuestFault(
+                "the instance is dead after an earlier fault".into(),
+            ));
         }
         let func = self.score.expect("set in instantiate");
         let typed = func

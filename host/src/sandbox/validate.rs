@@ -111,16 +111,19 @@ fn validate_unescaped(bytes: &[u8], max_bytes: usize) -> Result<ComponentReport,
         return Err("not a WebAssembly file (no `\\0asm` header)".into());
     }
     if Parser::is_core_wasm(bytes) {
-        return Err("this is a core WebAssembly module, not a component: build the plugin \
+        return Err(
+            "this is a core WebAssembly module, not a component: build the plugin \
              with `--target wasm32-wasip2` (or wrap the module with `wasm-tools component new`)"
-            .into());
+                .into(),
+        );
     }
     let mut validator = Validator::new_with_features(WasmFeatures::default());
     validator
         .validate_all(bytes)
         .map_err(|e| format!("invalid component: {e}"))?;
 
-    let (imports, exports) = top_level_names(bytes).map_err(|e| format!("invalid component: {e}"))?;
+    let (imports, exports) =
+        top_level_names(bytes).map_err(|e| format!("invalid component: {e}"))?;
 
     let reranker_export = exports
         .iter()
@@ -142,7 +145,11 @@ fn validate_unescaped(bytes: &[u8], max_bytes: usize) -> Result<ComponentReport,
     if !refused.is_empty() {
         return Err(format!(
             "the component imports interfaces the sandbox does not grant: [{}]",
-            refused.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+            refused
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         ));
     }
     let world = if imports.iter().any(|i| i.starts_with("wasi:nn/")) {
@@ -202,7 +209,9 @@ mod tests {
 
     #[test]
     fn rejects_empty_and_non_wasm() {
-        assert!(validate_component(b"", 1 << 20).unwrap_err().contains("empty"));
+        assert!(validate_component(b"", 1 << 20)
+            .unwrap_err()
+            .contains("empty"));
         assert!(validate_component(b"hello world", 1 << 20)
             .unwrap_err()
             .contains("not a WebAssembly file"));

@@ -101,7 +101,9 @@ fn rerank_status(e: &RerankError) -> (StatusCode, &'static str) {
             (StatusCode::UNPROCESSABLE_ENTITY, "validation")
         }
         RerankError::UnknownComponent(_) => (StatusCode::NOT_FOUND, "not_found"),
-        RerankError::Timeout(_) | RerankError::OutOfFuel(_) => (StatusCode::GATEWAY_TIMEOUT, "timeout"),
+        RerankError::Timeout(_) | RerankError::OutOfFuel(_) => {
+            (StatusCode::GATEWAY_TIMEOUT, "timeout")
+        }
         RerankError::OutOfMemory(_) | RerankError::GuestFault(_) | RerankError::Guest(_) => {
             (StatusCode::BAD_GATEWAY, "guest_fault")
         }

@@ -37,9 +37,14 @@ fn stderr(o: &Output) -> String {
 #[test]
 fn rerank_real_collection_with_lexical() {
     let data = repo().join("../shared/data/cranfield");
-    let query: serde_json::Value =
-        serde_json::from_str(std::fs::read_to_string(data.join("queries.jsonl")).unwrap().lines().next().unwrap())
-            .unwrap();
+    let query: serde_json::Value = serde_json::from_str(
+        std::fs::read_to_string(data.join("queries.jsonl"))
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
     let qid = query["_id"].as_str().unwrap().to_string();
     let qrels = std::fs::read_to_string(data.join("qrels.tsv")).unwrap();
     let relevant: Vec<String> = qrels
@@ -52,7 +57,10 @@ fn rerank_real_collection_with_lexical() {
         .collect();
     assert!(!relevant.is_empty());
     let corpus = std::fs::read_to_string(data.join("corpus.jsonl")).unwrap();
-    let docs: Vec<serde_json::Value> = corpus.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let docs: Vec<serde_json::Value> = corpus
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     // Relevant documents plus every 50th document of the collection.
     let picked: Vec<&serde_json::Value> = docs
         .iter()
@@ -85,7 +93,10 @@ fn rerank_real_collection_with_lexical() {
     let rows = rows.as_array().unwrap();
     assert_eq!(rows.len(), 3);
     let best = &picked[rows[0]["index"].as_u64().unwrap() as usize];
-    assert!(relevant.contains(&best["_id"].as_str().unwrap().to_string()), "top: {best}");
+    assert!(
+        relevant.contains(&best["_id"].as_str().unwrap().to_string()),
+        "top: {best}"
+    );
     assert!(rows[0]["score"].as_f64().unwrap() >= rows[1]["score"].as_f64().unwrap());
 }
 
@@ -102,19 +113,30 @@ fn components_list_reads_no_component_file() {
 #[test]
 fn components_inspect_reports_world_and_digest() {
     let dir = tempfile::tempdir().unwrap();
-    let out = nboost(&manifest_file(dir.path()), &["components", "inspect", "minilm"]);
+    let out = nboost(
+        &manifest_file(dir.path()),
+        &["components", "inspect", "minilm"],
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(v["world"], "nn-reranker-plugin");
     assert_eq!(v["export"], "nboost:reranker/reranker@0.1.0");
     let bytes = std::fs::read(wasm("nboost_reranker_minilm")).unwrap();
     assert_eq!(v["size"].as_u64().unwrap() as usize, bytes.len());
-    assert_eq!(v["sha256"].as_str().unwrap(), nboost::sandbox::sha256_digest(&bytes));
-    assert!(strings(&v["imports"]).iter().any(|i| i.starts_with("wasi:nn/graph@")));
+    assert_eq!(
+        v["sha256"].as_str().unwrap(),
+        nboost::sandbox::sha256_digest(&bytes)
+    );
+    assert!(strings(&v["imports"])
+        .iter()
+        .any(|i| i.starts_with("wasi:nn/graph@")));
 }
 
 fn check(file: &Path) -> Output {
-    nboost(Path::new("unused.toml"), &["components", "check", file.to_str().unwrap()])
+    nboost(
+        Path::new("unused.toml"),
+        &["components", "check", file.to_str().unwrap()],
+    )
 }
 
 #[test]
@@ -129,9 +151,21 @@ fn components_check_explains_each_rejection() {
     let dir = tempfile::tempdir().unwrap();
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
         ("empty.wasm", vec![], "the file is empty"),
-        ("text.wasm", b"hello, I am not wasm".to_vec(), "not a WebAssembly file"),
-        ("core.wasm", wat::parse_str("(module (func (export \"f\")))").unwrap(), "core WebAssembly module"),
-        ("other.wasm", wat::parse_str("(component)").unwrap(), "does not export `nboost:reranker/reranker"),
+        (
+            "text.wasm",
+            b"hello, I am not wasm".to_vec(),
+            "not a WebAssembly file",
+        ),
+        (
+            "core.wasm",
+            wat::parse_str("(module (func (export \"f\")))").unwrap(),
+            "core WebAssembly module",
+        ),
+        (
+            "other.wasm",
+            wat::parse_str("(component)").unwrap(),
+            "does not export `nboost:reranker/reranker",
+        ),
     ];
     for (name, bytes, needle) in cases {
         let f = dir.path().join(name);
@@ -157,7 +191,18 @@ fn bad_cli_input_is_a_clear_error() {
     assert!(stderr(&out).contains("no passages"));
     let bad = dir.path().join("bad.jsonl");
     std::fs::write(&bad, "{\"title\": 3}\n").unwrap();
-    let out = nboost(&m, &["rerank", "-c", "lexical", "-q", "x", "-p", bad.to_str().unwrap()]);
+    let out = nboost(
+        &m,
+        &[
+            "rerank",
+            "-c",
+            "lexical",
+            "-q",
+            "x",
+            "-p",
+            bad.to_str().unwrap(),
+        ],
+    );
     assert!(!out.status.success());
     assert!(stderr(&out).contains("bad.jsonl:1"), "{}", stderr(&out));
     let out = nboost(&dir.path().join("missing.toml"), &["components", "list"]);
@@ -170,7 +215,14 @@ fn rerank_with_minilm_end_to_end() {
     let dir = tempfile::tempdir().unwrap();
     let fixture = json(&repo().join("../shared/fixtures/minilm_reference.json"));
     let case = &fixture["cosine_lists"][0];
-    let mut args = vec!["rerank", "-c", "minilm", "-q", case["query"].as_str().unwrap(), "--json"];
+    let mut args = vec![
+        "rerank",
+        "-c",
+        "minilm",
+        "-q",
+        case["query"].as_str().unwrap(),
+        "--json",
+    ];
     let passages = strings(&case["passages"]);
     for p in &passages {
         args.push("--passage");
@@ -179,7 +231,17 @@ fn rerank_with_minilm_end_to_end() {
     let out = nboost(&manifest_file(dir.path()), &args);
     assert!(out.status.success(), "{}", stderr(&out));
     let rows: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
-    let order: Vec<u64> = rows.as_array().unwrap().iter().map(|r| r["index"].as_u64().unwrap()).collect();
-    let want: Vec<u64> = case["ranking"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+    let order: Vec<u64> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["index"].as_u64().unwrap())
+        .collect();
+    let want: Vec<u64> = case["ranking"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
     assert_eq!(order, want);
 }

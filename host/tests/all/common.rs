@@ -2,15 +2,18 @@
 
 use std::path::{Path, PathBuf};
 
-use nboost::Reranker;
 use nboost::nn::{BackendKind, NnOptions};
 use nboost::registry::Manifest;
 use nboost::sandbox::EngineOptions;
 use nboost::service::RerankerConfig;
+use nboost::Reranker;
 
 /// The repository root.
 pub fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// A component built by `just components`.
@@ -18,7 +21,11 @@ pub fn wasm(crate_name: &str) -> PathBuf {
     let p = repo()
         .join("components/target/wasm32-wasip2/release")
         .join(format!("{crate_name}.wasm"));
-    assert!(p.is_file(), "{} is missing: run `just components`", p.display());
+    assert!(
+        p.is_file(),
+        "{} is missing: run `just components`",
+        p.display()
+    );
     p
 }
 

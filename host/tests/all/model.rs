@@ -21,7 +21,12 @@ fn dot(a: &[f64], b: &[f64]) -> f64 {
 }
 
 fn normalized(v: &serde_json::Value) -> Vec<f64> {
-    let v: Vec<f64> = v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+    let v: Vec<f64> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect();
     let n = dot(&v, &v).sqrt();
     v.into_iter().map(|x| x / n).collect()
 }
@@ -38,10 +43,18 @@ fn check_cosine_lists(r: &Reranker) {
         }
         for (got, want) in scores.iter().zip(case["cosine"].as_array().unwrap()) {
             let want = want.as_f64().unwrap();
-            assert!((f64::from(*got) - want).abs() <= 1e-3, "{query}: {got} vs {want}");
+            assert!(
+                (f64::from(*got) - want).abs() <= 1e-3,
+                "{query}: {got} vs {want}"
+            );
         }
         let ranking: Vec<u64> = out.ranking.iter().map(|p| p.index as u64).collect();
-        let want: Vec<u64> = case["ranking"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+        let want: Vec<u64> = case["ranking"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap())
+            .collect();
         assert_eq!(ranking, want, "{query}");
     }
 }
@@ -51,8 +64,14 @@ fn check_cosine_lists(r: &Reranker) {
 /// tokenization (accents, CJK, emoji, empty, >256 tokens) end to end.
 fn check_sentence_matrix(r: &Reranker) {
     let sentences = fixture()["sentences"].as_array().unwrap().clone();
-    let texts: Vec<String> = sentences.iter().map(|s| s["text"].as_str().unwrap().to_string()).collect();
-    let embeddings: Vec<Vec<f64>> = sentences.iter().map(|s| normalized(&s["embedding"])).collect();
+    let texts: Vec<String> = sentences
+        .iter()
+        .map(|s| s["text"].as_str().unwrap().to_string())
+        .collect();
+    let embeddings: Vec<Vec<f64>> = sentences
+        .iter()
+        .map(|s| normalized(&s["embedding"]))
+        .collect();
     for (qi, query) in texts.iter().enumerate() {
         if query.trim().is_empty() {
             continue; // the host refuses empty queries; empty passages are covered below
@@ -108,7 +127,11 @@ fn cross_encoder_matches_numpy_reference() {
         let out = r.rerank("cross-encoder", query, &passages, None).unwrap();
         for p in &out.ranking {
             let want = case["logits"][p.index].as_f64().unwrap();
-            assert!((f64::from(p.score) - want).abs() <= 1e-4, "{query}: {} vs {want}", p.score);
+            assert!(
+                (f64::from(p.score) - want).abs() <= 1e-4,
+                "{query}: {} vs {want}",
+                p.score
+            );
         }
     }
 }

@@ -3,8 +3,8 @@
 
 use std::sync::atomic::Ordering;
 
-use nboost::RerankError;
 use nboost::nn::BackendKind;
+use nboost::RerankError;
 
 use crate::common::{self, config, reranker, wasm};
 
@@ -77,13 +77,22 @@ fn compiled_artifacts_are_cached_on_disk() {
     let first = reranker(&text, cfg.clone());
     first.rerank("lexical", "wing", &passages(), None).unwrap();
     assert_eq!(first.registry().stats().compiled.load(Ordering::Relaxed), 1);
-    assert_eq!(first.registry().stats().cache_hits.load(Ordering::Relaxed), 0);
+    assert_eq!(
+        first.registry().stats().cache_hits.load(Ordering::Relaxed),
+        0
+    );
 
     let second = reranker(&text, cfg.clone());
     let out = second.rerank("lexical", "wing", &passages(), None).unwrap();
     assert_eq!(out.ranking[0].index, 0);
-    assert_eq!(second.registry().stats().compiled.load(Ordering::Relaxed), 0);
-    assert_eq!(second.registry().stats().cache_hits.load(Ordering::Relaxed), 1);
+    assert_eq!(
+        second.registry().stats().compiled.load(Ordering::Relaxed),
+        0
+    );
+    assert_eq!(
+        second.registry().stats().cache_hits.load(Ordering::Relaxed),
+        1
+    );
 
     // An engine whose code differs (fuel metering compiled in) never sees
     // those artifacts: it compiles its own.

@@ -127,7 +127,10 @@ fn guest_fault(result: Result<Vec<f32>, RerankError>, needle: &str) {
 
 #[test]
 fn infinite_loop_times_out() {
-    assert!(matches!(attack("infinite-loop"), Err(RerankError::Timeout(300))));
+    assert!(matches!(
+        attack("infinite-loop"),
+        Err(RerankError::Timeout(300))
+    ));
 }
 
 #[test]
