@@ -15,7 +15,7 @@
 //! | bug | 500 | `internal` |
 //! | guest trap, bad output, out of memory, plugin error | 502 | `guest_fault` |
 //! | model back-end, storage, broken public component | 503 | `backend` / `storage` / `unavailable` |
-//! | guest deadline | 504 | `timeout` |
+//! | guest deadline or instruction budget (fuel) | 504 | `timeout` |
 //!
 //! Client errors are not logged (they are the caller's business). For 500
 //! and 503 the detail — paths, back-end messages — is logged and the body

@@ -149,6 +149,9 @@ fn upload_error(e: RerankError) -> ServiceError {
         RerankError::Timeout(ms) => {
             ServiceError::Unprocessable(format!("`configure` ran past the {ms} ms deadline"))
         }
+        RerankError::OutOfFuel(n) => ServiceError::Unprocessable(format!(
+            "`configure` used up its budget of {n} instructions"
+        )),
         RerankError::OutOfMemory(b) => {
             ServiceError::Unprocessable(format!("`configure` exceeded the {b} byte memory limit"))
         }
