@@ -222,8 +222,9 @@ pub struct ComponentConfig {
     #[serde(default)]
     pub settings: BTreeMap<String, serde_json::Value>,
     /// Settings whose value is the text of one of the tenant's graphs of
-    /// format `text` (a tokenizer, say), by graph name.
-    #[serde(default)]
+    /// format `text` (a tokenizer, say), by graph name. Spelled
+    /// `setting-files` as in the manifest; `setting_files` is also accepted.
+    #[serde(default, rename = "setting-files", alias = "setting_files")]
     pub setting_files: BTreeMap<String, String>,
     /// Limits, narrowed to the tenant's and the host's.
     #[serde(default)]

@@ -758,7 +758,7 @@ fn tenant_graphs_feed_tenant_components() {
     assert_eq!(v["description"], "the tokenizer");
 
     let ce = read("nboost_reranker_cross_encoder");
-    let config = json!({"graphs": ["my-ce"], "settings": {"graph": "my-ce"}, "setting_files": {"tokenizer": "my-tok"}});
+    let config = json!({"graphs": ["my-ce"], "settings": {"graph": "my-ce"}, "setting-files": {"tokenizer": "my-tok"}});
     let (status, v) = json_of(s.put_component(&key, "my-reranker", ce.clone(), config));
     assert_eq!(status, 201, "{v}");
     assert_eq!(v["graphs"], json!(["my-ce"]));
