@@ -4,9 +4,10 @@ set shell := ["bash", "-euo", "pipefail", "-c"]
 
 python := ".venv/bin/python"
 site := `echo .venv/lib/python3*/site-packages`
-# Shared libraries of the optional wasi-nn back-ends, from the PyPI wheels.
-export ORT_DYLIB_PATH := `ls .venv/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.* 2>/dev/null | head -n1 || true`
-export OPENVINO_LIB_DIR := `echo $PWD/.venv/lib/python3*/site-packages/openvino/libs`
+# Shared libraries of the optional wasi-nn back-ends, from the PyPI wheels
+# (absolute paths: tests run from host/).
+export ORT_DYLIB_PATH := `ls .venv/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.* 2>/dev/null | head -n1 | xargs -r realpath`
+export OPENVINO_LIB_DIR := `realpath -m .venv/lib/python3*/site-packages/openvino/libs`
 export LD_LIBRARY_PATH := OPENVINO_LIB_DIR + ":" + env_var_or_default("LD_LIBRARY_PATH", "")
 
 # List the recipes.

@@ -110,7 +110,7 @@ fn site_packages() -> PathBuf {
 /// libonnxruntime.so: `ORT_DYLIB_PATH`, else the project venv's wheel.
 pub fn ort_library() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("ORT_DYLIB_PATH") {
-        return Some(PathBuf::from(p));
+        return Some(repo().join(p));
     }
     let capi = site_packages().join("onnxruntime/capi");
     std::fs::read_dir(capi)
@@ -126,7 +126,7 @@ pub fn ort_library() -> Option<PathBuf> {
 /// The OpenVINO library directory: `OPENVINO_LIB_DIR`, else the venv's.
 pub fn openvino_library() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("OPENVINO_LIB_DIR") {
-        return Some(PathBuf::from(p));
+        return Some(repo().join(p));
     }
     let libs = site_packages().join("openvino/libs");
     libs.is_dir().then_some(libs)
