@@ -139,16 +139,7 @@ impl Reranker {
         let result = plugin.score(query, passages);
         let score = t1.elapsed();
         self.checkin(component, plugin);
-        let scores = result?;
-        let mut ranking: Vec<RankedPassage> = scores
-            .into_iter()
-            .enumerate()
-            .map(|(index, score)| RankedPassage { index, score })
-            .collect();
-        ranking.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.index.cmp(&b.index)));
-        if let Some(n) = top_n {
-            ranking.truncate(n);
-        }
+        let ranking = rank(result?, top_n);
         Ok(Reranked {
             ranking,
             timing: Timing {
@@ -158,6 +149,20 @@ impl Reranker {
             },
         })
     }
+}
+
+/// Order scores best first (ties keep request order) and cut to `top_n`.
+pub fn rank(scores: Vec<f32>, top_n: Option<usize>) -> Vec<RankedPassage> {
+    let mut ranking: Vec<RankedPassage> = scores
+        .into_iter()
+        .enumerate()
+        .map(|(index, score)| RankedPassage { index, score })
+        .collect();
+    ranking.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.index.cmp(&b.index)));
+    if let Some(n) = top_n {
+        ranking.truncate(n);
+    }
+    ranking
 }
 
 /// Reject requests a plugin should never see: an empty query, no passages,

@@ -20,6 +20,32 @@
 //! instances ([`NnHost`]). `WasiNnCtx` keys back-ends by encoding, so one host
 //! uses one ONNX back-end ([`BackendKind`]) for all its graphs.
 
+/// The witx-era entry points `set-input` / `get-output`, which nboost does
+/// not offer: with the WIT API, inputs go to `compute` and outputs come back
+/// from it. Expands to both methods of `BackendExecutionContext`.
+macro_rules! compute_only {
+    () => {
+        fn set_input(
+            &mut self,
+            _id: wasmtime_wasi_nn::backend::Id,
+            _tensor: &wasmtime_wasi_nn::Tensor,
+        ) -> Result<(), wasmtime_wasi_nn::backend::BackendError> {
+            Err($crate::nn::invalid(
+                "set-input is not supported; pass inputs to compute".into(),
+            ))
+        }
+
+        fn get_output(
+            &mut self,
+            _id: wasmtime_wasi_nn::backend::Id,
+        ) -> Result<wasmtime_wasi_nn::Tensor, wasmtime_wasi_nn::backend::BackendError> {
+            Err($crate::nn::invalid(
+                "get-output is not supported; use compute's result".into(),
+            ))
+        }
+    };
+}
+
 pub mod tract;
 
 #[cfg(feature = "ort")]
@@ -33,9 +59,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use once_cell::sync::OnceCell;
-use wasmtime_wasi_nn::backend::{
-    BackendError, BackendExecutionContext, BackendGraph, Id, NamedTensor,
-};
+use wasmtime_wasi_nn::backend::{BackendError, BackendExecutionContext, BackendGraph, NamedTensor};
 use wasmtime_wasi_nn::wit::{TensorType, WasiNnCtx};
 use wasmtime_wasi_nn::{ExecutionContext, Graph, GraphRegistry, Tensor};
 
@@ -338,8 +362,6 @@ impl NnHost {
             graphs.entry(name.to_string()).or_default().clone()
         };
         cell.get_or_try_init(|| {
-            let loader = self.loader()?;
-            let started = std::time::Instant::now();
             let bytes = std::fs::read(&spec.path).map_err(|e| {
                 RerankError::Backend(format!(
                     "graph `{name}`: cannot read {}: {e}",
@@ -355,17 +377,7 @@ impl NnHost {
                     )));
                 }
             }
-            let graph = loader
-                .load(name, &bytes)
-                .map_err(|e| RerankError::Backend(format!("graph `{name}`: {e}")))?;
-            tracing::info!(
-                target: "nboost::nn",
-                graph = name,
-                backend = ?self.options.backend,
-                ms = started.elapsed().as_millis() as u64,
-                "graph loaded"
-            );
-            Ok(graph)
+            self.load_graph_bytes(name, &bytes).map(|g| g.0)
         })
         .cloned()
     }
@@ -405,10 +417,10 @@ impl NnHost {
         self.graph(name).map(LoadedGraph)
     }
 
-    /// Load graph bytes that are not declared in the manifest (an upload),
-    /// with this host's back-end. Nothing is cached here: the caller keeps
-    /// the handle for as long as the graph should stay loaded. `name` is
-    /// only used in messages.
+    /// Load graph bytes with this host's back-end: a manifest graph's file
+    /// (through [`NnHost::graph`], which caches it) or an upload. Nothing is
+    /// cached here: the caller keeps the handle for as long as the graph
+    /// should stay loaded. `name` is only used in messages.
     pub fn load_graph_bytes(&self, name: &str, bytes: &[u8]) -> Result<LoadedGraph, RerankError> {
         let loader = self.loader()?;
         let started = std::time::Instant::now();
@@ -420,7 +432,7 @@ impl NnHost {
             graph = name,
             backend = ?self.options.backend,
             ms = started.elapsed().as_millis() as u64,
-            "uploaded graph loaded"
+            "graph loaded"
         );
         Ok(LoadedGraph(graph))
     }
@@ -523,17 +535,7 @@ struct LimitedContext {
 }
 
 impl BackendExecutionContext for LimitedContext {
-    fn set_input(&mut self, _id: Id, _tensor: &Tensor) -> Result<(), BackendError> {
-        Err(invalid(
-            "set-input is not supported; pass inputs to compute".into(),
-        ))
-    }
-
-    fn get_output(&mut self, _id: Id) -> Result<Tensor, BackendError> {
-        Err(invalid(
-            "get-output is not supported; use compute's result".into(),
-        ))
-    }
+    compute_only!();
 
     fn compute(
         &mut self,

@@ -35,9 +35,7 @@ use openvino::{
     CompiledModel, Core, DeviceType, ElementType, InferRequest, Node, RwPropertyKey, Shape,
     Tensor as OvTensor,
 };
-use wasmtime_wasi_nn::backend::{
-    BackendError, BackendExecutionContext, BackendGraph, Id, NamedTensor,
-};
+use wasmtime_wasi_nn::backend::{BackendError, BackendExecutionContext, BackendGraph, NamedTensor};
 use wasmtime_wasi_nn::wit::TensorType;
 use wasmtime_wasi_nn::{ExecutionContext, Graph, Tensor as NnTensor};
 
@@ -524,17 +522,7 @@ fn infer(
 }
 
 impl BackendExecutionContext for OpenvinoContext {
-    fn set_input(&mut self, _id: Id, _tensor: &NnTensor) -> Result<(), BackendError> {
-        Err(invalid(
-            "set-input is not supported; pass inputs to compute".into(),
-        ))
-    }
-
-    fn get_output(&mut self, _id: Id) -> Result<NnTensor, BackendError> {
-        Err(invalid(
-            "get-output is not supported; use compute's result".into(),
-        ))
-    }
+    compute_only!();
 
     fn compute(
         &mut self,

@@ -21,9 +21,7 @@ use ort::session::builder::GraphOptimizationLevel;
 use ort::session::{Session, SessionInputValue};
 use ort::tensor::TensorElementType;
 use ort::value::{DynValue, Tensor, ValueType};
-use wasmtime_wasi_nn::backend::{
-    BackendError, BackendExecutionContext, BackendGraph, Id, NamedTensor,
-};
+use wasmtime_wasi_nn::backend::{BackendError, BackendExecutionContext, BackendGraph, NamedTensor};
 use wasmtime_wasi_nn::wit::TensorType;
 use wasmtime_wasi_nn::{ExecutionContext, Graph, Tensor as NnTensor};
 
@@ -286,17 +284,7 @@ impl OrtContext {
 }
 
 impl BackendExecutionContext for OrtContext {
-    fn set_input(&mut self, _id: Id, _tensor: &NnTensor) -> Result<(), BackendError> {
-        Err(invalid(
-            "set-input is not supported; pass inputs to compute".into(),
-        ))
-    }
-
-    fn get_output(&mut self, _id: Id) -> Result<NnTensor, BackendError> {
-        Err(invalid(
-            "get-output is not supported; use compute's result".into(),
-        ))
-    }
+    compute_only!();
 
     fn compute(
         &mut self,

@@ -14,9 +14,7 @@
 use std::sync::Arc;
 
 use tract_onnx::prelude::*;
-use wasmtime_wasi_nn::backend::{
-    BackendError, BackendExecutionContext, BackendGraph, Id, NamedTensor,
-};
+use wasmtime_wasi_nn::backend::{BackendError, BackendExecutionContext, BackendGraph, NamedTensor};
 use wasmtime_wasi_nn::wit::TensorType;
 use wasmtime_wasi_nn::{ExecutionContext, Graph, Tensor as NnTensor};
 
@@ -234,17 +232,7 @@ impl Inner {
 }
 
 impl BackendExecutionContext for TractContext {
-    fn set_input(&mut self, _id: Id, _tensor: &NnTensor) -> Result<(), BackendError> {
-        Err(invalid(
-            "set-input is not supported; pass inputs to compute".into(),
-        ))
-    }
-
-    fn get_output(&mut self, _id: Id) -> Result<NnTensor, BackendError> {
-        Err(invalid(
-            "get-output is not supported; use compute's result".into(),
-        ))
-    }
+    compute_only!();
 
     fn compute(
         &mut self,

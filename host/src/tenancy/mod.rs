@@ -659,16 +659,7 @@ impl TenantService {
         let result = instance.get().score(&job.query, &job.documents);
         let guest = t1.elapsed();
         drop(instance);
-        let scores = result?;
-        let mut ranking: Vec<RankedPassage> = scores
-            .into_iter()
-            .enumerate()
-            .map(|(index, score)| RankedPassage { index, score })
-            .collect();
-        ranking.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.index.cmp(&b.index)));
-        if let Some(n) = job.top_n {
-            ranking.truncate(n);
-        }
+        let ranking = crate::service::rank(result?, job.top_n);
         Ok(RerankOutcome {
             ranking,
             documents: job.documents,
