@@ -29,6 +29,11 @@ use libfuzzer_sys::fuzz_target;
 #[path = "../../host/src/sandbox/validate.rs"]
 mod validate;
 
+// The validator's one dependency inside the host crate (a leaf module).
+#[rustfmt::skip]
+#[path = "../../host/src/digest.rs"]
+mod digest;
+
 use validate::{
     import_allowed, sha256_digest, validate_component, ComponentReport,
     DEFAULT_MAX_COMPONENT_BYTES, RERANKER_INTERFACE, RERANKER_VERSION_PREFIX,

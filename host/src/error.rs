@@ -40,6 +40,10 @@ pub enum RerankError {
     /// The call ran past its deadline and was interrupted.
     #[error("deadline of {0} ms exceeded")]
     Timeout(u64),
+    /// The caller went away (a client disconnected) and the call was
+    /// stopped.
+    #[error("the call was cancelled: the caller went away")]
+    Cancelled,
     /// The call used up its instruction budget (fuel).
     #[error("the plugin used up its budget of {0} instructions (fuel)")]
     OutOfFuel(u64),
@@ -68,6 +72,7 @@ impl RerankError {
             Self::InvalidComponent { .. } => "invalid_component",
             Self::Config { .. } => "config",
             Self::Timeout(_) => "timeout",
+            Self::Cancelled => "cancelled",
             Self::OutOfFuel(_) => "out_of_fuel",
             Self::OutOfMemory(_) => "out_of_memory",
             Self::GuestFault(_) => "guest_fault",

@@ -31,8 +31,10 @@
 //! * [`store`]: the durable data directory: tenants and hashed keys,
 //!   content-addressed blobs, SQLite metadata.
 
+pub mod digest;
 pub mod error;
 pub mod eval;
+pub mod meter;
 pub mod nn;
 pub mod registry;
 pub mod sandbox;

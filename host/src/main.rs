@@ -5,6 +5,13 @@ mod cli;
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
+    // The compile subprocess of untrusted components (see
+    // `nboost::registry::isolate`): no flags, no logging.
+    if std::env::args_os().nth(1).as_deref()
+        == Some(std::ffi::OsStr::new(nboost::registry::isolate::CHILD_ARG))
+    {
+        return nboost::registry::isolate::child_main();
+    }
     let cli = cli::Cli::parse();
     cli::init_tracing(cli.global.verbose);
     match cli.run() {

@@ -57,6 +57,9 @@ pub struct RerankerConfig {
     pub cache_dir: Option<std::path::PathBuf>,
     /// Warm instances kept per component.
     pub max_idle_per_component: usize,
+    /// How files from outside the manifest are compiled (`None`: in
+    /// process).
+    pub compiler: Option<crate::registry::IsolatedCompiler>,
 }
 
 /// Reranks with plugins named in a manifest.
@@ -73,7 +76,8 @@ impl Reranker {
         let engine = SandboxEngine::new(config.engine)
             .map_err(|e| RerankError::Backend(format!("cannot create the wasm engine: {e:#}")))?;
         let nn = Arc::new(NnHost::new(config.nn, manifest.graphs.clone()));
-        let registry = Registry::new(Arc::new(engine), nn, manifest, config.cache_dir)?;
+        let registry = Registry::new(Arc::new(engine), nn, manifest, config.cache_dir)?
+            .with_isolated_compiler(config.compiler);
         Ok(Self {
             registry,
             idle: Mutex::new(HashMap::new()),

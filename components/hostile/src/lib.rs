@@ -13,6 +13,9 @@
 //! | `attack`  | `none`  | one of the attacks below                                     |
 //! | `graph`   | —       | graph name for `forbidden-graph` and `giant-tensor` (required by those two) |
 //! | `slow-ms` | `1000`  | busy-wait of `slow`, in milliseconds, `[0, 3600000]`         |
+//! | `batch`, `tokens`, `rounds` | `64`, `256`, `1` | shape and repeats of `huge-compute`     |
+//! | `count`   | `200` (`tensor-flood`), `100000` (`log-flood`) | how many                       |
+//! | `flood-mib` | `100` | size of each `tensor-flood` tensor                               |
 //!
 //! # Attacks
 //!
@@ -34,6 +37,13 @@
 //! | `giant-tensor`    | loads `graph`, then `compute`s with an `I64` `input_ids` tensor claiming `[1000000, 1000000]` backed by 16 bytes, then with a consistent `[1, 33554432]` one backed by 256 MiB | `backend` listing both errors; a trap if the host traps instead; normal scores if both computes succeed |
 //! | `slow`            | busy-waits `slow-ms` on the monotonic clock, then behaves                           | success after the delay, or deadline |
 //! | `configure-panic` | (in `configure`) `panic!`                                                          | trap during configure |
+//! | `sleep`           | `std::thread::sleep` for one hour                                                   | deadline (the guest waits in a host call: no epoch fires) |
+//! | `block`           | `wasi:clocks/monotonic-clock.subscribe-duration(1 h)`, then `pollable.block()`      | deadline |
+//! | `poll`            | `wasi:io/poll.poll([...])` on two one-hour pollables                                | deadline |
+//! | `configure-sleep` | (in `configure`) `std::thread::sleep` for one hour                                  | deadline during configure |
+//! | `huge-compute`    | loads `graph` and `compute`s one legal MiniLM batch of `batch` x `tokens` ids, `rounds` times | deadline (or `too-large` over the host's element cap) |
+//! | `tensor-flood`    | builds `count` wasi-nn tensors of `flood-mib` MiB each from one guest buffer and keeps them all | out of memory (host bytes are metered) |
+//! | `log-flood`       | calls `load-by-name("no-such-graph")` `count` times                                 | normal scores; the host logs a few lines, not `count` |
 //!
 //! An unknown `attack` is `invalid-config`, as are unknown keys.
 
@@ -80,6 +90,13 @@ pub const ATTACKS: &[&str] = &[
     "giant-tensor",
     "slow",
     "configure-panic",
+    "sleep",
+    "block",
+    "poll",
+    "configure-sleep",
+    "huge-compute",
+    "tensor-flood",
+    "log-flood",
 ];
 
 /// What `configure` was told to do.
@@ -88,6 +105,11 @@ struct Config {
     attack: &'static str,
     graph: String,
     slow: Duration,
+    batch: u32,
+    tokens: u32,
+    rounds: u32,
+    count: u32,
+    flood_mib: u32,
 }
 
 thread_local! {
@@ -95,7 +117,19 @@ thread_local! {
 }
 
 fn parse(settings: &[(String, String)]) -> Result<Config, String> {
-    let s = Settings::new(settings, &["attack", "graph", "slow-ms"])?;
+    let s = Settings::new(
+        settings,
+        &[
+            "attack",
+            "graph",
+            "slow-ms",
+            "batch",
+            "tokens",
+            "rounds",
+            "count",
+            "flood-mib",
+        ],
+    )?;
     let name = s.string_or("attack", "none")?;
     let attack = ATTACKS
         .iter()
@@ -103,14 +137,20 @@ fn parse(settings: &[(String, String)]) -> Result<Config, String> {
         .find(|a| *a == name)
         .ok_or_else(|| format!("unknown attack `{name}` (known: {})", ATTACKS.join(", ")))?;
     let graph = match attack {
-        "forbidden-graph" | "giant-tensor" => s.required("graph")?.to_owned(),
+        "forbidden-graph" | "giant-tensor" | "huge-compute" => s.required("graph")?.to_owned(),
         _ => s.get("graph").unwrap_or_default().to_owned(),
     };
     let slow = Duration::from_millis(u64::from(s.integer_or("slow-ms", 1000, 0, 3_600_000)?));
+    let default_count = if attack == "log-flood" { 100_000 } else { 200 };
     Ok(Config {
         attack,
         graph,
         slow,
+        batch: s.integer_or("batch", 64, 1, 4096)?,
+        tokens: s.integer_or("tokens", 256, 1, 512)?,
+        rounds: s.integer_or("rounds", 1, 1, 1000)?,
+        count: s.integer_or("count", default_count, 1, 10_000_000)?,
+        flood_mib: s.integer_or("flood-mib", 100, 1, 1024)?,
     })
 }
 
@@ -218,6 +258,76 @@ fn slow(wait: Duration, passages: &[String]) -> Vec<f32> {
     lengths(passages)
 }
 
+const HOUR: Duration = Duration::from_secs(3600);
+
+fn sleep_hour() {
+    std::thread::sleep(black_box(HOUR));
+}
+
+#[cfg(target_arch = "wasm32")]
+fn block_on_clock() {
+    let p = wasip2::clocks::monotonic_clock::subscribe_duration(black_box(HOUR.as_nanos() as u64));
+    p.block();
+}
+
+#[cfg(target_arch = "wasm32")]
+fn poll_clocks() {
+    let a = wasip2::clocks::monotonic_clock::subscribe_duration(black_box(HOUR.as_nanos() as u64));
+    let b = wasip2::clocks::monotonic_clock::subscribe_duration(black_box(2 * HOUR.as_nanos() as u64));
+    black_box(wasip2::io::poll::poll(&[&a, &b]));
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn block_on_clock() {
+    sleep_hour();
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn poll_clocks() {
+    sleep_hour();
+}
+
+fn huge_compute(config: &Config, passages: &[String]) -> Result<Vec<f32>, Error> {
+    let model = Model::load(&config.graph).map_err(|e| Error::Backend(e.to_string()))?;
+    let dims = [config.batch, config.tokens];
+    let n = (config.batch * config.tokens) as usize;
+    let ids: Vec<i64> = (0..n).map(|i| 1000 + (i % 5000) as i64).collect();
+    for _ in 0..config.rounds {
+        let inputs = vec![
+            nboost_nn_common::nn::i64_tensor("input_ids", &dims, &ids),
+            nboost_nn_common::nn::i64_tensor("attention_mask", &dims, &vec![1; n]),
+            nboost_nn_common::nn::i64_tensor("token_type_ids", &dims, &vec![0; n]),
+        ];
+        let out = model
+            .compute(black_box(inputs))
+            .map_err(|e| Error::Backend(e.to_string()))?;
+        black_box(&out);
+    }
+    Ok(lengths(passages))
+}
+
+fn tensor_flood(config: &Config, passages: &[String]) -> Result<Vec<f32>, Error> {
+    let data = black_box(vec![7_u8; (config.flood_mib as usize) << 20]);
+    let dims = [1, (config.flood_mib << 20) / 8];
+    let mut hoard = Vec::new();
+    for _ in 0..config.count {
+        hoard.push(Tensor::new(black_box(&dims), TensorType::I64, &data));
+    }
+    black_box(&hoard);
+    Ok(lengths(passages))
+}
+
+fn log_flood(config: &Config, passages: &[String]) -> Result<Vec<f32>, Error> {
+    let mut failures = 0u32;
+    for _ in 0..config.count {
+        if Model::load(black_box("no-such-graph")).is_err() {
+            failures += 1;
+        }
+    }
+    black_box(failures);
+    Ok(lengths(passages))
+}
+
 /// The component: implements the exported `reranker` interface, badly.
 pub struct Plugin;
 
@@ -227,6 +337,9 @@ impl Guest for Plugin {
         let config = parse(&settings).map_err(Error::InvalidConfig)?;
         if config.attack == "configure-panic" {
             panic!("hostile plugin: deliberate panic in configure");
+        }
+        if config.attack == "configure-sleep" {
+            sleep_hour();
         }
         let info = ModelInfo {
             name: "hostile".to_owned(),
@@ -263,6 +376,21 @@ impl Guest for Plugin {
             "forbidden-graph" => forbidden_graph(&config.graph, &passages),
             "giant-tensor" => giant_tensor(&config.graph, &passages),
             "slow" => Ok(slow(config.slow, &passages)),
+            "sleep" => {
+                sleep_hour();
+                Ok(lengths(&passages))
+            }
+            "block" => {
+                block_on_clock();
+                Ok(lengths(&passages))
+            }
+            "poll" => {
+                poll_clocks();
+                Ok(lengths(&passages))
+            }
+            "huge-compute" => huge_compute(&config, &passages),
+            "tensor-flood" => tensor_flood(&config, &passages),
+            "log-flood" => log_flood(&config, &passages),
             _ => Ok(lengths(&passages)),
         }
     }

@@ -69,6 +69,7 @@ impl ComponentsCommand {
                     "sha256": report.sha256,
                     "imports": report.imports,
                     "exports": report.exports,
+                    "code": report.code,
                     "graphs": entry.graphs,
                     "settings": entry.settings.iter().map(|(k, _)| k).chain(entry.setting_files.iter().map(|(k, _)| k)).collect::<Vec<_>>(),
                 });
@@ -84,10 +85,10 @@ impl ComponentsCommand {
                 Ok(())
             }
             Self::Check { file } => {
-                let reranker = nboost::Reranker::new(
-                    nboost::registry::Manifest::default(),
-                    global.config(&nboost::registry::Manifest::default()),
-                )?;
+                let mut config = global.config(&nboost::registry::Manifest::default());
+                config.compiler = Some(global.isolated_compiler()?);
+                let reranker =
+                    nboost::Reranker::new(nboost::registry::Manifest::default(), config)?;
                 let report = reranker
                     .registry()
                     .check_file(&file)

@@ -81,6 +81,23 @@ pub struct GlobalArgs {
     /// Per-call instruction budget (wasmtime fuel); off by default.
     #[arg(long, global = true, env = "NBOOST_FUEL")]
     fuel: Option<u64>,
+    /// Wall-clock limit on compiling one uploaded or checked component, in
+    /// ms (it compiles in a subprocess that is killed past this).
+    #[arg(
+        long,
+        global = true,
+        env = "NBOOST_COMPILE_TIMEOUT_MS",
+        default_value_t = 30_000
+    )]
+    compile_timeout_ms: u64,
+    /// Memory limit of that compile subprocess, in MiB.
+    #[arg(
+        long,
+        global = true,
+        env = "NBOOST_COMPILE_MEMORY_MIB",
+        default_value_t = 2048
+    )]
+    compile_memory_mib: u64,
     /// More logging (-v info, -vv debug); RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -188,7 +205,17 @@ impl GlobalArgs {
             nn,
             cache_dir,
             max_idle_per_component: 4,
+            compiler: None,
         }
+    }
+
+    /// The compile subprocess for files from outside the manifest.
+    fn isolated_compiler(&self) -> Result<nboost::registry::IsolatedCompiler, CliError> {
+        let mut c = nboost::registry::IsolatedCompiler::current_exe()
+            .map_err(|e| anyhow::anyhow!("cannot find the nboost executable: {e}"))?;
+        c.timeout = std::time::Duration::from_millis(self.compile_timeout_ms.max(1));
+        c.memory_bytes = self.compile_memory_mib.max(64) << 20;
+        Ok(c)
     }
 
     /// Load the manifest.

@@ -50,6 +50,10 @@ pub struct ServeCommand {
     /// beyond wait in a queue. More than the cores only adds contention.
     #[arg(long, env = "NBOOST_WORKERS")]
     workers: Option<usize>,
+    /// Of the workers, the most one tenant may hold at once (default: all
+    /// but one), so that no tenant can starve the others.
+    #[arg(long, env = "NBOOST_WORKERS_PER_TENANT")]
+    workers_per_tenant: Option<usize>,
     /// Most documents in one rerank request.
     #[arg(long, default_value_t = 1000)]
     max_documents: usize,
@@ -99,12 +103,17 @@ impl ServeCommand {
     pub fn run(self, global: &GlobalArgs) -> Result<(), CliError> {
         let manifest = global.manifest()?;
         let mut config = global.config(&manifest);
+        let workers = self
+            .workers
+            .unwrap_or_else(|| ServiceOptions::default().workers)
+            .max(1);
         let options = ServiceOptions {
             max_concurrent_requests: self.max_concurrent_requests.max(1),
-            workers: self
-                .workers
-                .unwrap_or_else(|| ServiceOptions::default().workers)
-                .max(1),
+            workers,
+            workers_per_tenant: self
+                .workers_per_tenant
+                .unwrap_or_else(|| nboost::tenancy::default_tenant_share(workers))
+                .clamp(1, workers),
             max_idle_per_component: self.max_idle_per_component.max(1),
             max_idle_total: self.max_idle_total,
             max_documents: self.max_documents.max(1),
@@ -120,7 +129,8 @@ impl ServeCommand {
             .map_err(|e| anyhow::anyhow!("cannot create the wasm engine: {e:#}"))?;
         let nn = Arc::new(NnHost::new(config.nn, manifest.graphs.clone()));
         let public = manifest.components.len();
-        let registry = Registry::new(Arc::new(engine), nn, manifest, config.cache_dir)?;
+        let registry = Registry::new(Arc::new(engine), nn, manifest, config.cache_dir)?
+            .with_isolated_compiler(Some(global.isolated_compiler()?));
         let store = Store::open_for_serving(&self.data.data_dir)?;
         if let Some(path) = &self.tenants {
             apply_tenants_file(path, &store)?;

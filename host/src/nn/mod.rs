@@ -46,6 +46,7 @@ macro_rules! compute_only {
     };
 }
 
+pub mod adapter;
 pub mod tract;
 
 #[cfg(feature = "ort")]
@@ -59,9 +60,11 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use once_cell::sync::OnceCell;
-use wasmtime_wasi_nn::backend::{BackendError, BackendExecutionContext, BackendGraph, NamedTensor};
-use wasmtime_wasi_nn::wit::{TensorType, WasiNnCtx};
-use wasmtime_wasi_nn::{ExecutionContext, Graph, GraphRegistry, Tensor};
+use wasmtime_wasi_nn::backend::{BackendError, NamedTensor};
+use wasmtime_wasi_nn::wit::TensorType;
+use wasmtime_wasi_nn::{Graph, Tensor};
+
+pub use adapter::{DeadlineExceeded, GraphMeta, NnLimits, NnState, NnView, OverBudget};
 
 use crate::RerankError;
 
@@ -248,14 +251,12 @@ pub fn check_tensors<'a>(
 /// A guest-caused tensor error. wasi-nn's `BackendError` has no "invalid
 /// argument" case that keeps its message, so this uses the one that does.
 pub fn invalid(msg: String) -> BackendError {
-    tracing::debug!(target: "nboost::nn", "rejected tensor: {msg}");
     BackendError::UnsupportedTensorType(msg)
 }
 
-/// A back-end failure: logged with its cause (wasi-nn drops it on the way to
-/// the guest).
+/// A back-end failure, with its cause in the message (the adapter logs it,
+/// within the instance's log share, and hands it to the guest).
 pub fn backend_failure(context: &str, err: impl std::fmt::Display) -> BackendError {
-    tracing::error!(target: "nboost::nn", "{context}: {err}");
     BackendError::BackendAccess(wasmtime::format_err!("{context}: {err}"))
 }
 
@@ -311,8 +312,8 @@ pub fn i64_tensor(dims: &[usize], data: &[i64]) -> Tensor {
 
 /// Turns model bytes into a runnable graph; one per back-end kind.
 pub trait GraphLoader: Send + Sync {
-    /// Load and prepare (optimise, compile) one graph.
-    fn load(&self, name: &str, bytes: &[u8]) -> Result<Graph, String>;
+    /// Load and prepare (optimise, compile) one graph; also its signature.
+    fn load(&self, name: &str, bytes: &[u8]) -> Result<(Graph, GraphSignature), String>;
 }
 
 /// The process-wide store of named graphs: declared up front, loaded on
@@ -321,7 +322,7 @@ pub struct NnHost {
     options: NnOptions,
     specs: HashMap<String, GraphSpec>,
     loader: OnceCell<Arc<dyn GraphLoader>>,
-    graphs: Mutex<HashMap<String, Arc<OnceCell<Graph>>>>,
+    graphs: Mutex<HashMap<String, Arc<OnceCell<LoadedGraph>>>>,
 }
 
 impl NnHost {
@@ -352,7 +353,7 @@ impl NnHost {
 
     /// The graph called `name`, loading it on first use. Concurrent callers
     /// for the same graph wait for one load; other graphs load in parallel.
-    pub fn graph(&self, name: &str) -> Result<Graph, RerankError> {
+    pub fn graph(&self, name: &str) -> Result<LoadedGraph, RerankError> {
         let spec = self
             .specs
             .get(name)
@@ -369,7 +370,7 @@ impl NnHost {
                 ))
             })?;
             if let Some(want) = &spec.sha256 {
-                let got = crate::sandbox::sha256_digest(&bytes);
+                let got = crate::digest::sha256_digest(&bytes);
                 if &got != want {
                     return Err(RerankError::Backend(format!(
                         "graph `{name}`: {} has digest {got}, the manifest pins {want}",
@@ -377,23 +378,15 @@ impl NnHost {
                     )));
                 }
             }
-            self.load_graph_bytes(name, &bytes).map(|g| g.0)
+            self.load_graph_bytes(name, &bytes)
         })
         .cloned()
     }
 
-    /// A wasi-nn context for one store: only the `allowed` graphs resolve,
-    /// and each `compute` is capped at `max_tensor_bytes`.
-    pub fn context(self: &Arc<Self>, allowed: &[String], max_tensor_bytes: usize) -> WasiNnCtx {
-        let registry = AllowedGraphs {
-            host: self.clone(),
-            graphs: allowed
-                .iter()
-                .map(|n| (n.clone(), OnceCell::new()))
-                .collect(),
-            max_tensor_bytes,
-        };
-        WasiNnCtx::new(Vec::new(), registry.into())
+    /// The wasi-nn state of one store: only the `allowed` manifest graphs
+    /// resolve (loaded on first use), under `limits`.
+    pub fn context(self: &Arc<Self>, allowed: &[String], limits: NnLimits) -> NnState {
+        NnState::new(self.clone(), allowed, &[], limits)
     }
 }
 
@@ -402,7 +395,10 @@ impl NnHost {
 /// graph in memory, so an instance configured with it keeps working after
 /// the graph's name is given to a newer version.
 #[derive(Clone)]
-pub struct LoadedGraph(Graph);
+pub struct LoadedGraph {
+    graph: Graph,
+    meta: Arc<GraphMeta>,
+}
 
 impl std::fmt::Debug for LoadedGraph {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -414,7 +410,7 @@ impl NnHost {
     /// The manifest graph called `name`, loaded (see [`NnHost::graph`]), as
     /// a handle for [`NnHost::context_preloaded`].
     pub fn loaded_graph(&self, name: &str) -> Result<LoadedGraph, RerankError> {
-        self.graph(name).map(LoadedGraph)
+        self.graph(name)
     }
 
     /// Load graph bytes with this host's back-end: a manifest graph's file
@@ -424,7 +420,7 @@ impl NnHost {
     pub fn load_graph_bytes(&self, name: &str, bytes: &[u8]) -> Result<LoadedGraph, RerankError> {
         let loader = self.loader()?;
         let started = std::time::Instant::now();
-        let graph = loader
+        let (graph, signature) = loader
             .load(name, bytes)
             .map_err(|e| RerankError::Backend(format!("graph `{name}`: {e}")))?;
         tracing::info!(
@@ -434,34 +430,22 @@ impl NnHost {
             ms = started.elapsed().as_millis() as u64,
             "graph loaded"
         );
-        Ok(LoadedGraph(graph))
+        Ok(LoadedGraph {
+            graph,
+            meta: Arc::new(GraphMeta::new(signature)),
+        })
     }
 
     /// A wasi-nn context whose allow-list is exactly `graphs`, already
     /// loaded, under the names the guest passes to `load-by-name` (which need
     /// not be the names the graphs were loaded under: an upload's graph `g`
-    /// of tenant `t` is seen by `t`'s components as `g`). Each `compute` is
-    /// capped at `max_tensor_bytes`.
+    /// of tenant `t` is seen by `t`'s components as `g`), under `limits`.
     pub fn context_preloaded(
         self: &Arc<Self>,
         graphs: &[(String, LoadedGraph)],
-        max_tensor_bytes: usize,
-    ) -> WasiNnCtx {
-        let registry = AllowedGraphs {
-            host: self.clone(),
-            graphs: graphs
-                .iter()
-                .map(|(name, g)| {
-                    let limited = Graph::from(Box::new(LimitedGraph {
-                        inner: g.0.clone(),
-                        max_tensor_bytes,
-                    }) as Box<dyn BackendGraph>);
-                    (name.clone(), OnceCell::with_value(limited))
-                })
-                .collect(),
-            max_tensor_bytes,
-        };
-        WasiNnCtx::new(Vec::new(), registry.into())
+        limits: NnLimits,
+    ) -> NnState {
+        NnState::new(self.clone(), &[], graphs, limits)
     }
 }
 
@@ -479,79 +463,6 @@ fn make_loader(options: &NnOptions) -> Result<Arc<dyn GraphLoader>, RerankError>
         other => Err(RerankError::Backend(format!(
             "this nboost binary was built without the {other:?} back-end"
         ))),
-    }
-}
-
-/// One store's view of the named graphs: the allow-list of its component.
-struct AllowedGraphs {
-    host: Arc<NnHost>,
-    graphs: HashMap<String, OnceCell<Graph>>,
-    max_tensor_bytes: usize,
-}
-
-impl GraphRegistry for AllowedGraphs {
-    fn get(&self, name: &str) -> Option<&Graph> {
-        let Some(cell) = self.graphs.get(name) else {
-            tracing::warn!(target: "nboost::nn", graph = name, "graph not allowed for this component");
-            return None;
-        };
-        cell.get_or_try_init(|| {
-            self.host.graph(name).map(|inner| {
-                Graph::from(Box::new(LimitedGraph {
-                    inner,
-                    max_tensor_bytes: self.max_tensor_bytes,
-                }) as Box<dyn BackendGraph>)
-            })
-        })
-        .map_err(|e| tracing::error!(target: "nboost::nn", graph = name, "{e}"))
-        .ok()
-    }
-
-    fn get_mut(&mut self, name: &str) -> Option<&mut Graph> {
-        self.get(name)?;
-        self.graphs.get_mut(name)?.get_mut()
-    }
-}
-
-/// Wraps a shared graph with one component's tensor-size cap.
-struct LimitedGraph {
-    inner: Graph,
-    max_tensor_bytes: usize,
-}
-
-impl BackendGraph for LimitedGraph {
-    fn init_execution_context(&self) -> Result<ExecutionContext, BackendError> {
-        Ok(ExecutionContext::from(Box::new(LimitedContext {
-            inner: self.inner.init_execution_context()?,
-            max_tensor_bytes: self.max_tensor_bytes,
-        })
-            as Box<dyn BackendExecutionContext>))
-    }
-}
-
-struct LimitedContext {
-    inner: ExecutionContext,
-    max_tensor_bytes: usize,
-}
-
-impl BackendExecutionContext for LimitedContext {
-    compute_only!();
-
-    fn compute(
-        &mut self,
-        inputs: Option<Vec<NamedTensor>>,
-    ) -> Result<Option<Vec<NamedTensor>>, BackendError> {
-        let inputs = inputs.unwrap_or_default();
-        check_tensors(
-            inputs.iter().map(|t| (t.name.as_str(), &t.tensor)),
-            self.max_tensor_bytes,
-        )?;
-        let outputs = self.inner.compute_with_io(inputs)?;
-        check_tensors(
-            outputs.iter().map(|t| (t.name.as_str(), &t.tensor)),
-            self.max_tensor_bytes,
-        )?;
-        Ok(Some(outputs))
     }
 }
 

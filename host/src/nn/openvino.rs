@@ -300,23 +300,24 @@ impl OpenvinoLoader {
 }
 
 impl GraphLoader for OpenvinoLoader {
-    fn load(&self, _name: &str, bytes: &[u8]) -> Result<Graph, String> {
+    fn load(&self, _name: &str, bytes: &[u8]) -> Result<(Graph, GraphSignature), String> {
         guarded("loading the graph", || {
             let (mut compiled, signature) = self.compile(bytes)?;
             let first = compiled
                 .create_infer_request()
                 .map_err(|e| format!("cannot create an OpenVINO inference request: {e}"))?;
-            Ok(Graph::from(Box::new(OpenvinoGraph {
+            let graph = Graph::from(Box::new(OpenvinoGraph {
                 inner: std::sync::Arc::new(Pool {
                     compiled: Mutex::new(compiled),
-                    signature,
+                    signature: signature.clone(),
                     state: Mutex::new(PoolState {
                         free: vec![first],
                         created: 1,
                     }),
                     returned: Condvar::new(),
                 }),
-            }) as Box<dyn BackendGraph>))
+            }) as Box<dyn BackendGraph>);
+            Ok((graph, signature))
         })
     }
 }
@@ -622,11 +623,11 @@ mod tests {
             threads: 2,
             ..options(&dir)
         };
-        let graph = OpenvinoLoader::new(&opts)
+        let (graph, _) = OpenvinoLoader::new(&opts)
             .unwrap()
             .load("tiny", &model)
             .unwrap();
-        let tract = super::super::tract::TractLoader::new(&opts)
+        let (tract, _) = super::super::tract::TractLoader::new(&opts)
             .unwrap()
             .load("tiny", &model)
             .unwrap();

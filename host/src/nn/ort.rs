@@ -142,7 +142,7 @@ fn spec(name: &str, vt: &ValueType) -> Result<TensorSpec, String> {
 }
 
 impl GraphLoader for OrtLoader {
-    fn load(&self, _name: &str, bytes: &[u8]) -> Result<Graph, String> {
+    fn load(&self, _name: &str, bytes: &[u8]) -> Result<(Graph, GraphSignature), String> {
         let first = self.session(bytes)?;
         let signature = GraphSignature {
             inputs: first
@@ -156,21 +156,22 @@ impl GraphLoader for OrtLoader {
                 .map(|o| spec(&o.name, &o.output_type))
                 .collect::<Result<_, _>>()?,
         };
-        Ok(Graph::from(Box::new(OrtGraph {
+        let graph = Graph::from(Box::new(OrtGraph {
             inner: Arc::new(Pool {
                 loader: OrtLoader {
                     threads: self.threads,
                     target: self.target,
                 },
                 model: bytes.to_vec(),
-                signature,
+                signature: signature.clone(),
                 state: Mutex::new(PoolState {
                     free: vec![first],
                     created: 1,
                 }),
                 returned: Condvar::new(),
             }),
-        }) as Box<dyn BackendGraph>))
+        }) as Box<dyn BackendGraph>);
+        Ok((graph, signature))
     }
 }
 

@@ -47,7 +47,7 @@ impl TractLoader {
 }
 
 impl GraphLoader for TractLoader {
-    fn load(&self, _name: &str, bytes: &[u8]) -> Result<Graph, String> {
+    fn load(&self, _name: &str, bytes: &[u8]) -> Result<(Graph, GraphSignature), String> {
         let model = tract_onnx::onnx()
             .model_for_read(&mut &bytes[..])
             .map_err(|e| format!("tract cannot read the ONNX graph: {e:#}"))?;
@@ -60,13 +60,14 @@ impl GraphLoader for TractLoader {
             .into_optimized()
             .and_then(|m| m.into_runnable())
             .map_err(|e| format!("tract cannot optimise the graph: {e:#}"))?;
-        Ok(Graph::from(Box::new(TractGraph {
+        let graph = Graph::from(Box::new(TractGraph {
             inner: Arc::new(Inner {
                 plan,
-                signature,
+                signature: signature.clone(),
                 threads: if splittable { self.threads } else { 1 },
             }),
-        }) as Box<dyn BackendGraph>))
+        }) as Box<dyn BackendGraph>);
+        Ok((graph, signature))
     }
 }
 

@@ -9,6 +9,7 @@
 //! an artifact made under another configuration is never offered to this
 //! engine, and a changed file is never matched to a stale artifact.
 
+pub mod isolate;
 pub mod manifest;
 
 use std::collections::HashMap;
@@ -19,6 +20,7 @@ use std::sync::{Arc, Mutex};
 use once_cell::sync::OnceCell;
 use wasmtime::component::{Component, Linker};
 
+pub use isolate::IsolatedCompiler;
 pub use manifest::{check_name, ComponentEntry, Manifest};
 
 use crate::nn::{LoadedGraph, NnHost};
@@ -48,6 +50,7 @@ pub struct Registry {
     cache_dir: Option<PathBuf>,
     loaded: Mutex<HashMap<String, Arc<OnceCell<Arc<PluginPre>>>>>,
     stats: RegistryStats,
+    isolation: Option<IsolatedCompiler>,
 }
 
 /// A component that is not in the manifest (an upload): its bytes and how
@@ -95,7 +98,15 @@ impl Registry {
             cache_dir,
             loaded: Mutex::new(HashMap::new()),
             stats: RegistryStats::default(),
+            isolation: None,
         })
+    }
+
+    /// Compile files from outside the manifest (uploads, `components
+    /// check`) in a limited subprocess ([`isolate`]) instead of in process.
+    pub fn with_isolated_compiler(mut self, compiler: Option<IsolatedCompiler>) -> Self {
+        self.isolation = compiler;
+        self
     }
 
     /// The manifest.
@@ -210,11 +221,23 @@ impl Registry {
             .map(|d| d.join(self.engine.cache_key()).join(format!("{hex}.cwasm")))
     }
 
-    /// Compile `bytes`, or take the artifact from the disk cache.
+    /// Compile `bytes` in process, or take the artifact from the disk
+    /// cache.
     pub fn compile(
         &self,
         bytes: &[u8],
         report: &ComponentReport,
+    ) -> Result<(Component, Origin), String> {
+        self.compile_with(bytes, report, None)
+    }
+
+    /// Compile `bytes` (in `isolate`d subprocess when given), or take the
+    /// artifact from the disk cache.
+    fn compile_with(
+        &self,
+        bytes: &[u8],
+        report: &ComponentReport,
+        isolate: Option<&IsolatedCompiler>,
     ) -> Result<(Component, Origin), String> {
         let artifact = self.artifact_path(report);
         if let Some(path) = artifact.as_deref().filter(|p| p.is_file()) {
@@ -230,8 +253,15 @@ impl Registry {
                 ),
             }
         }
-        let component = Component::new(self.engine.engine(), bytes)
-            .map_err(|e| format!("cannot compile: {e:#}"))?;
+        let component = match isolate {
+            Some(compiler) => {
+                let artifact = compiler.compile(&self.engine, bytes)?;
+                deserialize_bytes(&self.engine, &artifact)
+                    .map_err(|e| format!("the compiler's artifact is unusable: {e:#}"))?
+            }
+            None => Component::new(self.engine.engine(), bytes)
+                .map_err(|e| format!("cannot compile: {e:#}"))?,
+        };
         self.stats.compiled.fetch_add(1, Ordering::Relaxed);
         if let Some(path) = artifact {
             if let Err(e) = component
@@ -263,7 +293,9 @@ impl Registry {
         };
         let report =
             validate_component(component.bytes, DEFAULT_MAX_COMPONENT_BYTES).map_err(&invalid)?;
-        let (compiled, origin) = self.compile(component.bytes, &report).map_err(&invalid)?;
+        let (compiled, origin) = self
+            .compile_with(component.bytes, &report, self.isolation.as_ref())
+            .map_err(&invalid)?;
         let pre = self
             .linker
             .instantiate_pre(&compiled)
@@ -299,8 +331,9 @@ impl Registry {
         };
         let bytes = std::fs::read(path).map_err(|e| invalid(format!("cannot read: {e}")))?;
         let report = validate_component(&bytes, DEFAULT_MAX_COMPONENT_BYTES).map_err(&invalid)?;
-        let component = Component::new(self.engine.engine(), &bytes)
-            .map_err(|e| invalid(format!("cannot compile: {e:#}")))?;
+        let (component, _) = self
+            .compile_with(&bytes, &report, self.isolation.as_ref())
+            .map_err(&invalid)?;
         let pre = self
             .linker
             .instantiate_pre(&component)
@@ -326,6 +359,16 @@ fn deserialize(engine: &SandboxEngine, path: &Path) -> wasmtime::Result<Componen
     // the engine's compatibility hash; wasmtime additionally checks the
     // header and refuses artifacts from another version or configuration.
     unsafe { Component::deserialize_file(engine.engine(), path) }
+}
+
+#[allow(unsafe_code, reason = "wasmtime requires it to load precompiled code")]
+fn deserialize_bytes(engine: &SandboxEngine, artifact: &[u8]) -> wasmtime::Result<Component> {
+    // SAFETY: the artifact was just made by this very binary
+    // (`isolate::child_main`) from the engine options of this process;
+    // wasmtime checks its header and refuses another version or
+    // configuration. Native code compiled from an untrusted component is
+    // exactly as trusted as if it had been compiled in process.
+    unsafe { Component::deserialize(engine.engine(), artifact) }
 }
 
 /// Write a file atomically: temp file in the same directory, fsync, rename.

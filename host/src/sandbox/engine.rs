@@ -20,8 +20,9 @@ use super::SandboxLimits;
 /// to this granularity.
 pub const EPOCH_TICK: Duration = Duration::from_millis(2);
 
-/// Engine-wide settings (fixed for the life of the process).
-#[derive(Debug, Clone, Copy)]
+/// Engine-wide settings (fixed for the life of the process). Serialisable:
+/// the compile subprocess (`registry::isolate`) rebuilds the same engine.
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
 pub struct EngineOptions {
     /// Host maxima for every plugin; per-component limits may only narrow.
     pub limits: SandboxLimits,

@@ -5,14 +5,17 @@
 //! the operator; a manifest entry may ask for *less* (or, up to the maxima,
 //! more) through [`LimitsOverride`].
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// The limits applied to one plugin instance and each call into it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SandboxLimits {
     /// Wall-clock budget of one `configure` or `score` call, in ms. Guards
-    /// against infinite loops and pathological slowness: the call is
-    /// interrupted by epoch interruption and fails with `timeout`. Default
+    /// against infinite loops, pathological slowness and guests that wait
+    /// in host calls (sleep, poll): a computing guest is interrupted by
+    /// epoch interruption, a waiting one by dropping its async call
+    /// (`sandbox::exec`), a wasi-nn compute by the adapter's chunked
+    /// deadline checks; all fail with `timeout`. Default
     /// 10 s: a 1000-passage neural rerank on 2 CPU cores fits; a spinning
     /// guest is cut off before clients give up.
     pub deadline_ms: u64,
@@ -40,6 +43,16 @@ pub struct SandboxLimits {
     /// copy is refused before the host allocates. Default 128 MiB: a
     /// 64 x 512-token MiniLM batch's hidden states are 48 MiB.
     pub max_tensor_bytes: usize,
+    /// Most elements in the largest input of one wasi-nn `compute` (batch x
+    /// tokens for a BERT graph). Guards the host against computes that run
+    /// for seconds or minutes on the caller's thread, where no deadline can
+    /// interrupt them: `too-large` beyond. Default 32 768 (64 x 512).
+    pub max_compute_elements: u64,
+    /// Batches larger than this many elements are computed in chunks along
+    /// the batch axis, with the deadline checked between chunks, so a
+    /// compute overruns its deadline by at most one chunk. Default 4 096
+    /// (16 x 256, MiniLM's own batch: about 0.3 s on 2 cores).
+    pub compute_chunk_elements: u64,
     /// Bytes of guest stdout/stderr kept per instance (and sent to the log);
     /// the rest is dropped. Guards the log against a chatty guest. 64 KiB.
     pub max_log_bytes: usize,
@@ -60,6 +73,8 @@ impl Default for SandboxLimits {
             max_passages: 10_000,
             max_input_bytes: 32 << 20,
             max_tensor_bytes: 128 << 20,
+            max_compute_elements: 32 << 10,
+            compute_chunk_elements: 4 << 10,
             max_log_bytes: 64 << 10,
             fuel_per_call: None,
         }
@@ -79,6 +94,15 @@ pub struct LimitsOverride {
 }
 
 impl SandboxLimits {
+    /// The wasi-nn part of these limits.
+    pub fn nn(&self) -> crate::nn::NnLimits {
+        crate::nn::NnLimits {
+            max_tensor_bytes: self.max_tensor_bytes,
+            max_compute_elements: self.max_compute_elements,
+            chunk_elements: self.compute_chunk_elements,
+        }
+    }
+
     /// Apply a manifest entry's override, clamped to `self` (the host
     /// maxima): a component can always ask for less, never for more.
     pub fn narrowed(&self, o: &LimitsOverride) -> SandboxLimits {

@@ -2,6 +2,8 @@
 //!
 //! * [`engine`]: one wasmtime engine (epoch interruption, bounded stack,
 //!   pooling allocator with copy-on-write images).
+//! * [`exec`]: the wall-clock bound on every guest call (async calls raced
+//!   against the deadline and the caller's cancellation).
 //! * [`limits`]: per-call limits and why each exists.
 //! * [`state`]: what an instance can reach: no files, env, network or
 //!   inherited stdio; only the allowed wasi-nn graphs.
@@ -11,6 +13,7 @@
 //!   traps classified as timeout / out of memory / guest fault.
 
 pub mod engine;
+pub mod exec;
 pub mod limits;
 pub mod plugin;
 pub mod state;
@@ -25,10 +28,12 @@ pub use validate::{sha256_digest, validate_component, ComponentReport};
 use wasmtime::component::Linker;
 
 /// The linker every plugin is instantiated against: WASI p2 (with the
-/// capability-free context of [`HostState`]) and wasi-nn.
+/// capability-free context of [`HostState`]), async so that a guest waiting
+/// in a host call can be cut off at its deadline ([`exec`]), and wasi-nn
+/// through nboost's own adapter ([`crate::nn::adapter`]).
 pub fn linker(engine: &SandboxEngine) -> wasmtime::Result<Linker<HostState>> {
     let mut linker = Linker::new(engine.engine());
-    wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
-    wasmtime_wasi_nn::wit::add_to_linker(&mut linker, |s: &mut HostState| s.nn_view())?;
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    crate::nn::adapter::add_to_linker(&mut linker, |s: &mut HostState| s.nn_view())?;
     Ok(linker)
 }

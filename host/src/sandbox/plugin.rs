@@ -16,17 +16,24 @@
 //! would read freed memory, whose first bytes the guest allocator has
 //! already overwritten. What a lift can copy is bounded by the instance's
 //! linear memory, itself capped by `max_memory_bytes`.
+//!
+//! Every call is async (`instantiate_async`, `call_async`) and bounded by
+//! [`super::exec::bounded`]: the deadline holds even while the guest waits
+//! in a host call, and a caller that goes away ([`CancellationToken`])
+//! frees the thread at once. The `*_async` methods take the token; the
+//! plain ones block on them for synchronous callers (the CLI, tests).
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use wasmtime::component::{
     ComponentExportIndex, ComponentType, Func, InstancePre, Lift, TypedFunc,
 };
 use wasmtime::{Store, Trap};
 
+use super::exec::{block_on, bounded, CancellationToken, Interrupted};
 use super::{HostState, SandboxEngine, SandboxLimits};
-use crate::nn::{LoadedGraph, NnHost};
+use crate::nn::{DeadlineExceeded, LoadedGraph, NnHost, OverBudget};
 use crate::RerankError;
 
 /// Longest guest string (error message, model name...) the host keeps.
@@ -90,7 +97,7 @@ struct RawModelInfo {
     max_tokens: u32,
 }
 
-fn bounded(text: &str) -> String {
+fn bounded_text(text: &str) -> String {
     if text.len() <= MAX_GUEST_STRING {
         text.to_owned()
     } else {
@@ -105,10 +112,10 @@ fn bounded(text: &str) -> String {
 impl RawError {
     fn read(&self) -> GuestError {
         match self {
-            RawError::InvalidInput(s) => GuestError::InvalidInput(bounded(s)),
-            RawError::InvalidConfig(s) => GuestError::InvalidConfig(bounded(s)),
-            RawError::Backend(s) => GuestError::Backend(bounded(s)),
-            RawError::Internal(s) => GuestError::Internal(bounded(s)),
+            RawError::InvalidInput(s) => GuestError::InvalidInput(bounded_text(s)),
+            RawError::InvalidConfig(s) => GuestError::InvalidConfig(bounded_text(s)),
+            RawError::Backend(s) => GuestError::Backend(bounded_text(s)),
+            RawError::Internal(s) => GuestError::Internal(bounded_text(s)),
         }
     }
 }
@@ -206,19 +213,19 @@ impl PluginPre {
     /// Instantiate and type-check `configure` and `score` without calling
     /// `configure`: proves the file is a usable reranker.
     pub fn check_signatures(&self, engine: &SandboxEngine) -> Result<(), RerankError> {
-        self.start(engine).map(|_| ())
+        let cancel = CancellationToken::new();
+        block_on(async { self.start(engine, &cancel).await.map(|_| ()) })
     }
 
     /// A fresh, unconfigured instance and its typed `configure`.
-    fn start(
+    async fn start(
         &self,
         engine: &SandboxEngine,
+        cancel: &CancellationToken,
     ) -> Result<(Plugin, TypedFunc<ConfigureParams<'_>, ConfigureResults>), RerankError> {
         let nn = match &self.preloaded {
-            Some(graphs) => self
-                .nn
-                .context_preloaded(graphs, self.limits.max_tensor_bytes),
-            None => self.nn.context(&self.graphs, self.limits.max_tensor_bytes),
+            Some(graphs) => self.nn.context_preloaded(graphs, self.limits.nn()),
+            None => self.nn.context(&self.graphs, self.limits.nn()),
         };
         let state = HostState::new(nn, self.limits.max_memory_bytes, self.limits.max_log_bytes);
         let mut store = Store::new(engine.engine(), state);
@@ -235,10 +242,13 @@ impl PluginPre {
             alive: true,
         };
         plugin.arm();
-        let instance = match self.pre.instantiate(&mut plugin.store) {
-            Ok(i) => i,
-            Err(e) => return Err(plugin.fault(e)),
-        };
+        let instantiated = bounded(
+            plugin.deadline(),
+            cancel,
+            self.pre.instantiate_async(&mut plugin.store),
+        )
+        .await;
+        let instance = plugin.settle(instantiated)?;
         let configure = instance
             .get_func(&mut plugin.store, self.configure)
             .ok_or_else(|| self.not_reranker("configure"))?;
@@ -255,19 +265,35 @@ impl PluginPre {
         Ok((plugin, configure))
     }
 
-    /// Create a fresh instance and `configure` it.
+    /// Create a fresh instance and `configure` it (blocking).
     pub fn instantiate(&self, engine: &SandboxEngine) -> Result<Plugin, RerankError> {
+        block_on(self.instantiate_async(engine, &CancellationToken::new()))
+    }
+
+    /// Create a fresh instance and `configure` it; instantiation and
+    /// `configure` each run under the deadline, and stop when `cancel`
+    /// fires.
+    pub async fn instantiate_async(
+        &self,
+        engine: &SandboxEngine,
+        cancel: &CancellationToken,
+    ) -> Result<Plugin, RerankError> {
         let started = Instant::now();
-        let (mut plugin, configure) = self.start(engine)?;
+        let (mut plugin, configure) = self.start(engine, cancel).await?;
         plugin.arm();
-        let result = configure.call(&mut plugin.store, (&self.settings,));
+        let result = bounded(
+            plugin.deadline(),
+            cancel,
+            configure.call_async(&mut plugin.store, (&self.settings,)),
+        )
+        .await;
         plugin.drain_log();
-        let (result,) = result.map_err(|e| plugin.fault(e))?;
+        let (result,) = plugin.settle(result)?;
         let info = match result {
             Ok(raw) => ModelInfo {
-                name: bounded(&raw.name),
-                version: bounded(&raw.version),
-                description: bounded(&raw.description),
+                name: bounded_text(&raw.name),
+                version: bounded_text(&raw.version),
+                description: bounded_text(&raw.description),
                 preferred_batch_size: raw.preferred_batch_size,
                 max_tokens: raw.max_tokens,
             },
@@ -327,8 +353,20 @@ impl Plugin {
         self.alive
     }
 
-    /// Score passages, one finite score per passage, under the deadline.
+    /// Score passages, one finite score per passage, under the deadline
+    /// (blocking).
     pub fn score(&mut self, query: &str, passages: &[String]) -> Result<Vec<f32>, RerankError> {
+        block_on(self.score_async(query, passages, &CancellationToken::new()))
+    }
+
+    /// Score passages under the deadline; stops (and the instance dies)
+    /// when `cancel` fires.
+    pub async fn score_async(
+        &mut self,
+        query: &str,
+        passages: &[String],
+        cancel: &CancellationToken,
+    ) -> Result<Vec<f32>, RerankError> {
         if !self.alive {
             return Err(RerankError::GuestFault(
                 "the instance is dead after an earlier fault".into(),
@@ -339,9 +377,14 @@ impl Plugin {
             .typed::<ScoreParams<'_>, ScoreResults>(&self.store)
             .map_err(|e| RerankError::GuestFault(format!("{e:#}")))?;
         self.arm();
-        let result = typed.call(&mut self.store, (query, passages));
+        let result = bounded(
+            self.deadline(),
+            cancel,
+            typed.call_async(&mut self.store, (query, passages)),
+        )
+        .await;
         self.drain_log();
-        let (result,) = result.map_err(|e| self.fault(e))?;
+        let (result,) = self.settle(result)?;
         match result {
             Ok(scores) => {
                 if scores.len() != passages.len() {
@@ -364,8 +407,39 @@ impl Plugin {
         }
     }
 
-    /// Reset the per-call budgets: deadline and (if enabled) fuel.
+    /// The wall-clock budget of one call.
+    fn deadline(&self) -> Duration {
+        Duration::from_millis(self.limits.deadline_ms)
+    }
+
+    /// The outcome of a bounded call: a value, or the call's fault (and
+    /// the instance is dead).
+    fn settle<R>(
+        &mut self,
+        outcome: Result<wasmtime::Result<R>, Interrupted>,
+    ) -> Result<R, RerankError> {
+        match outcome {
+            Ok(Ok(r)) => Ok(r),
+            Ok(Err(e)) => Err(self.fault(e)),
+            Err(Interrupted::Deadline) => {
+                self.alive = false;
+                let e = RerankError::Timeout(self.limits.deadline_ms);
+                tracing::warn!(target: "nboost::sandbox", component = %self.name, error = %e, "call stopped while waiting in a host call");
+                Err(e)
+            }
+            Err(Interrupted::Cancelled) => {
+                self.alive = false;
+                tracing::info!(target: "nboost::sandbox", component = %self.name, "call cancelled: the caller went away");
+                Err(RerankError::Cancelled)
+            }
+        }
+    }
+
+    /// Reset the per-call budgets: deadline (epoch, and the one wasi-nn
+    /// checks) and, if enabled, fuel.
     fn arm(&mut self) {
+        let deadline = Instant::now() + self.deadline();
+        self.store.data_mut().nn.deadline = Some(deadline);
         self.store
             .set_epoch_deadline(SandboxEngine::deadline_ticks(self.limits.deadline_ms));
         if let Some(fuel) = self.limits.fuel_per_call {
@@ -378,11 +452,13 @@ impl Plugin {
     fn fault(&mut self, err: wasmtime::Error) -> RerankError {
         self.alive = false;
         let trap = err.downcast_ref::<Trap>().copied();
-        let e = if trap == Some(Trap::Interrupt) {
+        let e = if trap == Some(Trap::Interrupt) || err.downcast_ref::<DeadlineExceeded>().is_some()
+        {
             RerankError::Timeout(self.limits.deadline_ms)
         } else if trap == Some(Trap::OutOfFuel) {
             RerankError::OutOfFuel(self.limits.fuel_per_call.unwrap_or_default())
-        } else if self.store.data().limiter.denied {
+        } else if err.downcast_ref::<OverBudget>().is_some() || self.store.data().limiter.refused()
+        {
             RerankError::OutOfMemory(self.store.data().limiter.max_memory_bytes())
         } else {
             match trap {
@@ -398,8 +474,13 @@ impl Plugin {
         e
     }
 
-    /// Send what the guest printed to the log, tagged with the component.
+    /// Send what the guest printed to the log, tagged with the component,
+    /// and the count of wasi-nn failures it was not allowed to log.
     fn drain_log(&mut self) {
+        let suppressed = self.store.data_mut().nn.log.reset();
+        if suppressed > 0 {
+            tracing::warn!(target: "nboost::nn", component = %self.name, suppressed, "more wasi-nn failures of this call were not logged");
+        }
         let (text, dropped) = self.store.data().log.take();
         for line in text.lines().filter(|l| !l.is_empty()) {
             tracing::info!(target: "nboost::guest", component = %self.name, "{line}");

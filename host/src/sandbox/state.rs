@@ -13,8 +13,10 @@
 //! * clocks and random numbers are the host's (harmless, and Rust's std
 //!   needs them);
 //! * wasi-nn sees only the named graphs this component is allowed
-//!   ([`crate::nn`]);
-//! * linear memory and tables are capped by [`Limiter`].
+//!   ([`crate::nn::adapter`]);
+//! * linear memory and tables are capped by [`Limiter`], whose
+//!   [`MemoryBudget`] also pays for the host objects (wasi-nn tensors,
+//!   contexts, outputs) the guest keeps alive.
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -23,13 +25,16 @@ use std::task::{Context, Poll};
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
-use wasmtime_wasi_nn::wit::{WasiNnCtx, WasiNnView};
+
+use crate::meter::MemoryBudget;
+use crate::nn::{NnState, NnView};
 
 /// The data a store holds for one plugin instance.
 pub struct HostState {
     wasi: WasiCtx,
     table: ResourceTable,
-    nn: WasiNnCtx,
+    /// The instance's wasi-nn state (allowed graphs, deadline, log share).
+    pub nn: NnState,
     /// Memory and table caps, and whether a grow was refused.
     pub limiter: Limiter,
     /// Captured guest stdout + stderr.
@@ -38,7 +43,7 @@ pub struct HostState {
 
 impl HostState {
     /// A state with no ambient capabilities (see the module docs).
-    pub fn new(nn: WasiNnCtx, max_memory_bytes: u64, max_log_bytes: usize) -> Self {
+    pub fn new(nn: NnState, max_memory_bytes: u64, max_log_bytes: usize) -> Self {
         let log = GuestLog::new(max_log_bytes);
         let wasi = WasiCtxBuilder::new()
             .stdout(log.clone())
@@ -57,8 +62,8 @@ impl HostState {
     }
 
     /// The wasi-nn view handed to the wasi-nn host functions.
-    pub fn nn_view(&mut self) -> WasiNnView<'_> {
-        WasiNnView::new(&mut self.table, &mut self.nn)
+    pub fn nn_view(&mut self) -> NnView<'_> {
+        NnView::new(&mut self.table, &mut self.nn, &mut self.limiter.budget)
     }
 }
 
@@ -75,8 +80,9 @@ impl WasiView for HostState {
 /// it ever refused a grow so that the resulting trap can be reported as
 /// "out of memory" rather than a generic fault.
 pub struct Limiter {
-    max_memory_bytes: u64,
-    /// Set when a memory or table grow was refused.
+    /// Linear memory plus host objects, against one cap.
+    pub budget: MemoryBudget,
+    /// Set when a table grow was refused.
     pub denied: bool,
 }
 
@@ -87,14 +93,19 @@ const MAX_TABLE_ELEMENTS: usize = 1_000_000;
 impl Limiter {
     fn new(max_memory_bytes: u64) -> Self {
         Self {
-            max_memory_bytes,
+            budget: MemoryBudget::new(max_memory_bytes),
             denied: false,
         }
     }
 
     /// The memory cap in bytes.
     pub fn max_memory_bytes(&self) -> u64 {
-        self.max_memory_bytes
+        self.budget.cap()
+    }
+
+    /// Whether a memory, table or host-object request was refused.
+    pub fn refused(&self) -> bool {
+        self.denied || self.budget.denied()
     }
 }
 
@@ -105,9 +116,7 @@ impl wasmtime::ResourceLimiter for Limiter {
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        let ok = desired as u64 <= self.max_memory_bytes;
-        self.denied |= !ok;
-        Ok(ok)
+        Ok(self.budget.grow_linear(desired as u64))
     }
 
     fn table_growing(

@@ -11,8 +11,8 @@
 //! preopened directory, so it reaches nothing). Sockets, HTTP and anything
 //! unknown are refused, naming each offending import.
 
-use sha2::{Digest, Sha256};
-use wasmparser::{Parser, Payload, Validator, WasmFeatures};
+pub use crate::digest::sha256_digest;
+use wasmparser::{Encoding, Parser, Payload, Validator, WasmFeatures};
 
 /// Interface prefix and version prefix of the reranker export we accept.
 pub const RERANKER_INTERFACE: &str = "nboost:reranker/reranker";
@@ -51,6 +51,102 @@ pub const ALLOWED_IMPORTS: &[(&str, &str)] = &[
 /// full tokenizer library inside, is about 3 MiB).
 pub const DEFAULT_MAX_COMPONENT_BYTES: usize = 64 << 20;
 
+/// Caps on what one file may ask the compiler to do. Cranelift's cost grows
+/// faster than linearly with one function's size and locals (register
+/// allocation): a 1 MB function with 4 000 locals cost 75 s of CPU. These
+/// are checked before anything compiles; compilation itself then runs in a
+/// subprocess under a wall-clock and memory limit (`registry::isolate`).
+/// The values are about 4x the largest seen in real plugins: MiniLM's
+/// component (tokenizers inside) has 3 125 functions, the largest 92 KB,
+/// at most 973 locals (`nboost components inspect` prints each file's
+/// figures).
+pub mod code_limits {
+    /// Most function bodies in all core modules together.
+    pub const MAX_FUNCTIONS: usize = 100_000;
+    /// Largest one function body, in bytes.
+    pub const MAX_FUNCTION_BYTES: usize = 384 << 10;
+    /// Most locals one function declares.
+    pub const MAX_LOCALS: u64 = 4_096;
+    /// Most data segments in all core modules together.
+    pub const MAX_DATA_SEGMENTS: usize = 100_000;
+}
+
+/// The compile-cost figures of a component file (see [`code_limits`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct CodeStats {
+    /// Function bodies, all core modules together.
+    pub functions: usize,
+    /// Size of the largest function body, in bytes.
+    pub largest_function_bytes: usize,
+    /// Most locals declared by one function.
+    pub most_locals: u64,
+    /// Data segments, all core modules together.
+    pub data_segments: usize,
+}
+
+/// Count what matters to the compiler, and refuse files over
+/// [`code_limits`], naming the function (`module M, function F`).
+pub fn code_stats(bytes: &[u8]) -> Result<CodeStats, String> {
+    use code_limits::*;
+    let mut stats = CodeStats::default();
+    let (mut module, mut function) = (0usize, 0usize);
+    for payload in Parser::new(0).parse_all(bytes) {
+        match payload.map_err(|e| format!("invalid component: {e}"))? {
+            Payload::Version {
+                encoding: Encoding::Module,
+                ..
+            } => {
+                module += 1;
+                function = 0;
+            }
+            Payload::CodeSectionEntry(body) => {
+                function += 1;
+                stats.functions += 1;
+                let size = body.range().len();
+                let mut locals = 0u64;
+                for l in body
+                    .get_locals_reader()
+                    .map_err(|e| format!("invalid component: {e}"))?
+                {
+                    let (n, _) = l.map_err(|e| format!("invalid component: {e}"))?;
+                    locals = locals.saturating_add(u64::from(n));
+                }
+                let at = || format!("core module {module}, function body {function}");
+                if size > MAX_FUNCTION_BYTES {
+                    return Err(format!(
+                        "{} is {size} bytes, over the limit of {MAX_FUNCTION_BYTES} bytes per \
+                         function (compile cost grows faster than function size)",
+                        at()
+                    ));
+                }
+                if locals > MAX_LOCALS {
+                    return Err(format!(
+                        "{} declares {locals} locals, over the limit of {MAX_LOCALS} per function",
+                        at()
+                    ));
+                }
+                stats.largest_function_bytes = stats.largest_function_bytes.max(size);
+                stats.most_locals = stats.most_locals.max(locals);
+                if stats.functions > MAX_FUNCTIONS {
+                    return Err(format!(
+                        "the component has more than {MAX_FUNCTIONS} functions"
+                    ));
+                }
+            }
+            Payload::DataSection(reader) => {
+                stats.data_segments += reader.count() as usize;
+                if stats.data_segments > MAX_DATA_SEGMENTS {
+                    return Err(format!(
+                        "the component has more than {MAX_DATA_SEGMENTS} data segments"
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(stats)
+}
+
 /// What static validation learned about a component file.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ComponentReport {
@@ -67,11 +163,8 @@ pub struct ComponentReport {
     pub imports: Vec<String>,
     /// Every top-level export name.
     pub exports: Vec<String>,
-}
-
-/// `sha256:<hex>` of some bytes.
-pub fn sha256_digest(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+    /// What the compiler will face.
+    pub code: CodeStats,
 }
 
 /// Check a component file; `Err` carries a message fit for a user.
@@ -122,6 +215,7 @@ fn validate_unescaped(bytes: &[u8], max_bytes: usize) -> Result<ComponentReport,
         .validate_all(bytes)
         .map_err(|e| format!("invalid component: {e}"))?;
 
+    let code = code_stats(bytes)?;
     let (imports, exports) =
         top_level_names(bytes).map_err(|e| format!("invalid component: {e}"))?;
 
@@ -164,6 +258,7 @@ fn validate_unescaped(bytes: &[u8], max_bytes: usize) -> Result<ComponentReport,
         world,
         imports,
         exports,
+        code,
     })
 }
 

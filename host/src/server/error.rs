@@ -108,6 +108,8 @@ fn rerank_status(e: &RerankError) -> (StatusCode, &'static str) {
             (StatusCode::BAD_GATEWAY, "guest_fault")
         }
         RerankError::Backend(_) => (StatusCode::SERVICE_UNAVAILABLE, "backend"),
+        // Nobody reads this answer: the client is gone.
+        RerankError::Cancelled => (StatusCode::SERVICE_UNAVAILABLE, "cancelled"),
         RerankError::Manifest(_)
         | RerankError::InvalidComponent { .. }
         | RerankError::Config { .. } => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),

@@ -16,12 +16,18 @@
 //!    rather than a queue that grows until clients time out.
 //! 2. **Queue**: a `workers` semaphore bounds how many calls run wasm at
 //!    once (by default one per core); admitted calls wait here. The wait is
-//!    reported as queue time.
+//!    reported as queue time. Before that, a call takes a place in its
+//!    tenant's *share* of the workers (`workers_per_tenant`, by default all
+//!    but one): one tenant can never hold every worker, so a neighbour's
+//!    call always finds one free within a deadline.
 //! 3. **Run**, in `spawn_blocking`: take a warm, configured instance from
 //!    the pool of *this tenant and this component version* (never another
 //!    tenant's: guest state such as caches must not cross tenants), or make
 //!    one; score; return it to the pool unless it faulted. Pools are bounded
-//!    per component and in total.
+//!    per component and in total. Every guest call is bounded by its
+//!    deadline even when the guest waits in a host call, and a client that
+//!    disconnects cancels its call, which frees the worker at once
+//!    (`sandbox::exec`).
 //!
 //! # Versions
 //!
@@ -44,6 +50,7 @@ use tokio::sync::Semaphore;
 
 use crate::nn::LoadedGraph;
 use crate::registry::{check_name, DynamicComponent, Registry};
+use crate::sandbox::exec::{block_on, CancellationToken};
 use crate::sandbox::{validate_component, LimitsOverride, Plugin, PluginPre, SandboxLimits};
 use crate::service::{check_input, RankedPassage};
 use crate::store::{ObjectKind, ObjectRecord, Store, StoreError, Tenant, TenantId};
@@ -171,6 +178,10 @@ pub struct ServiceOptions {
     /// Calls that run wasm at once; admitted calls beyond wait. Default:
     /// one per core.
     pub workers: usize,
+    /// Of those, the most one tenant may hold at once; its further calls
+    /// wait. Default: `workers - 1` (at least 1), so one tenant can never
+    /// take every worker.
+    pub workers_per_tenant: usize,
     /// Warm instances kept per tenant and component. Default 4.
     pub max_idle_per_component: usize,
     /// Warm instances kept in total; beyond, returned instances are
@@ -189,12 +200,20 @@ impl Default for ServiceOptions {
         Self {
             max_concurrent_requests: 256,
             workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            workers_per_tenant: default_tenant_share(
+                std::thread::available_parallelism().map_or(2, |n| n.get()),
+            ),
             max_idle_per_component: 4,
             max_idle_total: 32,
             max_documents: 1000,
             max_concurrent_uploads: 2,
         }
     }
+}
+
+/// The default per-tenant share of `workers`: all but one, at least one.
+pub fn default_tenant_share(workers: usize) -> usize {
+    workers.saturating_sub(1).max(1)
 }
 
 /// Whose namespace an object is in.
@@ -410,14 +429,21 @@ impl Live {
         }
     }
 
-    fn checkout(&self, service: &TenantService) -> Result<InUse<'_>, RerankError> {
+    fn checkout(
+        &self,
+        service: &TenantService,
+        cancel: &CancellationToken,
+    ) -> Result<InUse<'_>, RerankError> {
         let warm = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
         let plugin = match warm {
             Some(p) => {
                 self.counters.idle.fetch_sub(1, Ordering::Relaxed);
                 p
             }
-            None => self.pre.instantiate(service.registry.engine())?,
+            None => block_on(
+                self.pre
+                    .instantiate_async(service.registry.engine(), cancel),
+            )?,
         };
         self.counters.in_use.fetch_add(1, Ordering::Relaxed);
         Ok(InUse {
@@ -513,6 +539,7 @@ pub struct TenantService {
     workers: Arc<Semaphore>,
     uploads: Arc<Semaphore>,
     tenant_slots: Mutex<HashMap<TenantId, (u32, Arc<Semaphore>)>>,
+    tenant_workers: Mutex<HashMap<TenantId, Arc<Semaphore>>>,
     catalog: Mutex<HashMap<Key, Slot>>,
     graphs: Mutex<HashMap<(TenantId, String), (u64, LoadedGraph)>>,
     public_info: Mutex<HashMap<String, ComponentInfo>>,
@@ -531,6 +558,7 @@ impl TenantService {
             store,
             options,
             tenant_slots: Mutex::new(HashMap::new()),
+            tenant_workers: Mutex::new(HashMap::new()),
             catalog: Mutex::new(HashMap::new()),
             graphs: Mutex::new(HashMap::new()),
             public_info: Mutex::new(HashMap::new()),
@@ -583,6 +611,19 @@ impl TenantService {
         }
     }
 
+    /// The tenant's share of the workers.
+    fn tenant_workers(&self, tenant: &Tenant) -> Arc<Semaphore> {
+        let mut shares = self.tenant_workers.lock().unwrap_or_else(|e| e.into_inner());
+        let n = self
+            .options
+            .workers_per_tenant
+            .clamp(1, self.options.workers.max(1));
+        shares
+            .entry(tenant.name.clone())
+            .or_insert_with(|| Arc::new(Semaphore::new(n)))
+            .clone()
+    }
+
     // ---- rerank ---------------------------------------------------------
 
     /// Rerank `job.documents` for `tenant`: admission (429 when full),
@@ -629,16 +670,25 @@ impl TenantService {
         let waiting = Waiting::new(&self.counters.queued);
         // A client that goes away while queued drops this future: the guard
         // still takes it off the gauge, and its permits go back.
+        let closed = |_| ServiceError::Internal("the worker pool is closed".into());
+        let share = self
+            .tenant_workers(tenant)
+            .acquire_owned()
+            .await
+            .map_err(closed)?;
         let worker = self.workers.clone().acquire_owned().await;
         drop(waiting);
-        let worker =
-            worker.map_err(|_| ServiceError::Internal("the worker pool is closed".into()))?;
+        let worker = worker.map_err(closed)?;
         let queue = queued.elapsed();
         let this = self.clone();
         let tenant = tenant.clone();
+        // A client that goes away while its call runs drops this future, and
+        // with it the guard: the guest call is stopped and the worker freed.
+        let cancel = CancellationToken::new();
+        let _stop_on_drop = cancel.clone().drop_guard();
         tokio::task::spawn_blocking(move || {
-            let _permits = (admission, own, worker);
-            this.rerank_blocking(&tenant, job, queue)
+            let _permits = (admission, own, share, worker);
+            this.rerank_blocking(&tenant, job, queue, &cancel)
         })
         .await
         .map_err(|e| ServiceError::Internal(format!("the rerank task failed: {e}")))?
@@ -649,14 +699,19 @@ impl TenantService {
         tenant: &Tenant,
         job: RerankJob,
         queue: Duration,
+        cancel: &CancellationToken,
     ) -> Result<RerankOutcome, ServiceError> {
         let t0 = Instant::now();
         let live = self.live(tenant, &job.model)?;
         check_input(live.pre.limits(), &job.query, &job.documents)?;
-        let mut instance = live.checkout(self)?;
+        let mut instance = live.checkout(self, cancel)?;
         let instantiate = t0.elapsed();
         let t1 = Instant::now();
-        let result = instance.get().score(&job.query, &job.documents);
+        let result = block_on(
+            instance
+                .get()
+                .score_async(&job.query, &job.documents, cancel),
+        );
         let guest = t1.elapsed();
         drop(instance);
         let ranking = crate::service::rank(result?, job.top_n);

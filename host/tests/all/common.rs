@@ -94,6 +94,7 @@ pub fn config(backend: BackendKind) -> RerankerConfig {
         },
         cache_dir: Some(cache_dir()),
         max_idle_per_component: 2,
+        compiler: None,
     }
 }
 
