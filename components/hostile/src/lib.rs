@@ -273,7 +273,8 @@ fn block_on_clock() {
 #[cfg(target_arch = "wasm32")]
 fn poll_clocks() {
     let a = wasip2::clocks::monotonic_clock::subscribe_duration(black_box(HOUR.as_nanos() as u64));
-    let b = wasip2::clocks::monotonic_clock::subscribe_duration(black_box(2 * HOUR.as_nanos() as u64));
+    let b =
+        wasip2::clocks::monotonic_clock::subscribe_duration(black_box(2 * HOUR.as_nanos() as u64));
     black_box(wasip2::io::poll::poll(&[&a, &b]));
 }
 

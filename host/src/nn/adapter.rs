@@ -490,7 +490,11 @@ fn run(
         limits.max_tensor_bytes,
     )
     .map_err(from_backend_error)?;
-    let largest = inputs.iter().map(|t| elements(&t.tensor)).max().unwrap_or(0);
+    let largest = inputs
+        .iter()
+        .map(|t| elements(&t.tensor))
+        .max()
+        .unwrap_or(0);
     if largest > limits.max_compute_elements {
         return Err(Failure::Guest(
             ErrorCode::TooLarge,
@@ -549,7 +553,10 @@ fn run(
     };
     let mut compute = |part: Vec<BackendTensor>, n: u64| -> Result<Vec<BackendTensor>, Failure> {
         let began = Instant::now();
-        let out = handle.ctx.compute_with_io(part).map_err(from_backend_error)?;
+        let out = handle
+            .ctx
+            .compute_with_io(part)
+            .map_err(from_backend_error)?;
         meta.observe(n, began.elapsed());
         Ok(out)
     };
@@ -570,8 +577,9 @@ fn run(
             let out = compute(part, n)?;
             acc = Some(match acc {
                 None => out,
-                Some(acc) => append_rows(acc, out)
-                    .map_err(|m| Failure::Guest(ErrorCode::RuntimeError, m))?,
+                Some(acc) => {
+                    append_rows(acc, out).map_err(|m| Failure::Guest(ErrorCode::RuntimeError, m))?
+                }
             });
             start = end;
         }
@@ -637,7 +645,15 @@ pub(super) fn estimate_output_bytes(
                     return u64::from(*d);
                 }
             }
-            best = best.max(t.tensor.dimensions.iter().copied().max().unwrap_or(0).into());
+            best = best.max(
+                t.tensor
+                    .dimensions
+                    .iter()
+                    .copied()
+                    .max()
+                    .unwrap_or(0)
+                    .into(),
+            );
         }
         best
     };
@@ -645,10 +661,9 @@ pub(super) fn estimate_output_bytes(
         .iter()
         .map(|o| {
             let elem = element_size(o.ty).unwrap_or(8) as u64;
-            o.dims
-                .iter()
-                .enumerate()
-                .fold(elem, |acc, (i, d)| acc.saturating_mul(d.unwrap_or_else(|| free_at(i))))
+            o.dims.iter().enumerate().fold(elem, |acc, (i, d)| {
+                acc.saturating_mul(d.unwrap_or_else(|| free_at(i)))
+            })
         })
         .fold(0u64, u64::saturating_add)
 }
@@ -740,9 +755,16 @@ mod tests {
     fn output_size_is_estimated_from_free_dimensions() {
         let sig = GraphSignature {
             inputs: vec![spec("input_ids", BackendType::I64, vec![None, None])],
-            outputs: vec![spec("hidden", BackendType::Fp32, vec![None, None, Some(384)])],
+            outputs: vec![spec(
+                "hidden",
+                BackendType::Fp32,
+                vec![None, None, Some(384)],
+            )],
         };
-        assert_eq!(sig.estimate_output_bytes(&[ids(64, 256)]), 64 * 256 * 384 * 4);
+        assert_eq!(
+            sig.estimate_output_bytes(&[ids(64, 256)]),
+            64 * 256 * 384 * 4
+        );
         assert!(GraphMeta::new(sig).splittable);
     }
 
@@ -763,7 +785,10 @@ mod tests {
         assert_eq!(m.estimate(100), None);
         m.observe(1000, Duration::from_millis(1));
         let e = m.estimate(1000).unwrap();
-        assert!(e >= Duration::from_micros(900) && e <= Duration::from_millis(2), "{e:?}");
+        assert!(
+            e >= Duration::from_micros(900) && e <= Duration::from_millis(2),
+            "{e:?}"
+        );
     }
 
     #[test]

@@ -109,7 +109,13 @@ impl IsolatedCompiler {
             Ok(artifact)
         } else {
             let why = message.trim();
-            Err(if why.is_empty() {
+            Err(if why.contains("memory allocation of") {
+                format!(
+                    "compilation needed more than the compiler's memory limit of {} MiB and was \
+                     stopped",
+                    self.memory_bytes >> 20
+                )
+            } else if why.is_empty() {
                 format!(
                     "the compiler process failed ({status}): it hit its CPU or memory limit \
                      ({} bytes)",
@@ -142,8 +148,12 @@ fn child() -> Result<(), String> {
         .map_err(|e| format!("cannot limit memory: {e}"))?;
     rlimit::setrlimit(rlimit::Resource::CPU, cpu, cpu)
         .map_err(|e| format!("cannot limit CPU time: {e}"))?;
-    let options: EngineOptions =
+    let mut options: EngineOptions =
         serde_json::from_str(&env(ENGINE_ENV)?).map_err(|e| format!("engine options: {e}"))?;
+    // The child instantiates nothing: one pool slot keeps the pooling
+    // allocator's writable reservations (fiber stacks) under RLIMIT_DATA.
+    // Pool sizes are not part of the artifact's compatibility key.
+    options.max_instances = 1;
     let mut bytes = Vec::new();
     std::io::stdin()
         .read_to_end(&mut bytes)

@@ -64,6 +64,9 @@ impl SandboxEngine {
             let mut pool = PoolingAllocationConfig::default();
             let n = options.max_instances.max(1);
             pool.total_component_instances(n);
+            // One fiber stack per call in flight (calls are async): one per
+            // instance, not the default thousand (2 GiB of reservations).
+            pool.total_stacks(n);
             // A Rust wasip2 component holds a few core instances (main module
             // plus shims), one or two memories and tables.
             pool.total_core_instances(n * 8);

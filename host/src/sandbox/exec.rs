@@ -94,9 +94,11 @@ mod tests {
         ));
         assert_eq!(r, Err(Interrupted::Cancelled));
 
-        let r = block_on(bounded(Duration::from_secs(60), &CancellationToken::new(), async {
-            7
-        }));
+        let r = block_on(bounded(
+            Duration::from_secs(60),
+            &CancellationToken::new(),
+            async { 7 },
+        ));
         assert_eq!(r, Ok(7));
     }
 }

@@ -52,11 +52,17 @@ impl HostState {
             .allow_udp(false)
             .allow_ip_name_lookup(false)
             .build();
+        let mut limiter = Limiter::new(max_memory_bytes);
+        // The guest log buffer is host memory the guest fills: paid for
+        // up front, from the same budget (it is capped, so never more).
+        let _ = limiter
+            .budget
+            .charge(max_log_bytes as u64, "the guest log buffer");
         Self {
             wasi,
             table: ResourceTable::new(),
             nn,
-            limiter: Limiter::new(max_memory_bytes),
+            limiter,
             log,
         }
     }

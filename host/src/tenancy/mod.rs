@@ -613,7 +613,10 @@ impl TenantService {
 
     /// The tenant's share of the workers.
     fn tenant_workers(&self, tenant: &Tenant) -> Arc<Semaphore> {
-        let mut shares = self.tenant_workers.lock().unwrap_or_else(|e| e.into_inner());
+        let mut shares = self
+            .tenant_workers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         let n = self
             .options
             .workers_per_tenant

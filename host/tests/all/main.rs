@@ -4,6 +4,8 @@
 
 mod cli;
 mod common;
+mod holes;
+mod holes_server;
 mod model;
 mod registry;
 mod sandbox;

@@ -17,14 +17,14 @@ use sha2::{Digest, Sha256};
 
 use crate::common::{cache_dir, model_file, repo, standard_manifest, wasm};
 
-fn nboost() -> Command {
+pub(crate) fn nboost() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_nboost"));
     c.env_remove("RUST_LOG").env_remove("NBOOST_DATA_DIR");
     c
 }
 
 /// Add a tenant with the CLI; returns its key (the CLI's only stdout line).
-fn add_tenant(data: &Path, name: &str, quotas: &[&str]) -> String {
+pub(crate) fn add_tenant(data: &Path, name: &str, quotas: &[&str]) -> String {
     let out = nboost()
         .args(["tenants", "add", name, "--data-dir"])
         .arg(data)
@@ -42,17 +42,17 @@ fn add_tenant(data: &Path, name: &str, quotas: &[&str]) -> String {
 }
 
 /// A running `nboost serve`; killed on drop.
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    base: String,
+    pub(crate) base: String,
     /// The `--metrics-listen` URL, if any.
     metrics: Option<String>,
     log: PathBuf,
-    http: Client,
+    pub(crate) http: Client,
 }
 
 impl Server {
-    fn start(dir: &Path, extra: &[&str]) -> Server {
+    pub(crate) fn start(dir: &Path, extra: &[&str]) -> Server {
         let manifest = dir.join("nboost.toml");
         if !manifest.exists() {
             std::fs::write(&manifest, standard_manifest()).unwrap();
@@ -128,15 +128,15 @@ impl Server {
         server
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 
-    fn log_text(&self) -> String {
+    pub(crate) fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    fn post(&self, key: &str, path: &str, body: &Value) -> Response {
+    pub(crate) fn post(&self, key: &str, path: &str, body: &Value) -> Response {
         self.http
             .post(self.url(path))
             .bearer_auth(key)
@@ -145,7 +145,7 @@ impl Server {
             .unwrap()
     }
 
-    fn get(&self, key: &str, path: &str) -> Response {
+    pub(crate) fn get(&self, key: &str, path: &str) -> Response {
         self.http
             .get(self.url(path))
             .bearer_auth(key)
@@ -153,7 +153,7 @@ impl Server {
             .unwrap()
     }
 
-    fn delete(&self, key: &str, path: &str) -> Response {
+    pub(crate) fn delete(&self, key: &str, path: &str) -> Response {
         self.http
             .delete(self.url(path))
             .bearer_auth(key)
@@ -162,7 +162,13 @@ impl Server {
     }
 
     /// Upload a component: multipart with `file` and `config`.
-    fn put_component(&self, key: &str, name: &str, bytes: Vec<u8>, config: Value) -> Response {
+    pub(crate) fn put_component(
+        &self,
+        key: &str,
+        name: &str,
+        bytes: Vec<u8>,
+        config: Value,
+    ) -> Response {
         let form = multipart::Form::new()
             .part("file", multipart::Part::bytes(bytes).file_name("c.wasm"))
             .text("config", config.to_string());
@@ -175,7 +181,13 @@ impl Server {
     }
 
     /// Upload a graph as a raw body.
-    fn put_graph(&self, key: &str, name: &str, bytes: Vec<u8>, format: &str) -> Response {
+    pub(crate) fn put_graph(
+        &self,
+        key: &str,
+        name: &str,
+        bytes: Vec<u8>,
+        format: &str,
+    ) -> Response {
         self.http
             .put(self.url(&format!("/v1/graphs/{name}?format={format}")))
             .bearer_auth(key)
@@ -184,7 +196,7 @@ impl Server {
             .unwrap()
     }
 
-    fn metric(&self, key: &str, name: &str) -> f64 {
+    pub(crate) fn metric(&self, key: &str, name: &str) -> f64 {
         let text = self.get(key, "/metrics").text().unwrap();
         text.lines()
             .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(' ')))
@@ -192,7 +204,7 @@ impl Server {
     }
 
     /// Bounded poll until `nboost_instances_in_use` reaches `n`.
-    fn wait_in_use(&self, key: &str, n: f64) {
+    pub(crate) fn wait_in_use(&self, key: &str, n: f64) {
         let reached = (0..2000).any(|_| {
             let ok = self.metric(key, "nboost_instances_in_use") >= n;
             if !ok {
@@ -207,11 +219,11 @@ impl Server {
         );
     }
 
-    fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 
-    fn kill9(&mut self) {
+    pub(crate) fn kill9(&mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
     }
@@ -224,7 +236,7 @@ impl Drop for Server {
     }
 }
 
-fn json_of(r: Response) -> (u16, Value) {
+pub(crate) fn json_of(r: Response) -> (u16, Value) {
     let status = r.status().as_u16();
     let text = r.text().unwrap();
     let v = serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}"));
@@ -232,7 +244,7 @@ fn json_of(r: Response) -> (u16, Value) {
 }
 
 /// A 4xx/5xx body is exactly `{error, error_type}`.
-fn assert_error(r: Response, status: u16, error_type: &str) -> String {
+pub(crate) fn assert_error(r: Response, status: u16, error_type: &str) -> String {
     let (got, v) = json_of(r);
     assert_eq!(got, status, "{v}");
     let o = v.as_object().unwrap();
@@ -241,7 +253,7 @@ fn assert_error(r: Response, status: u16, error_type: &str) -> String {
     v["error"].as_str().unwrap().to_string()
 }
 
-fn read(crate_name: &str) -> Vec<u8> {
+pub(crate) fn read(crate_name: &str) -> Vec<u8> {
     std::fs::read(wasm(crate_name)).unwrap()
 }
 
@@ -249,9 +261,9 @@ fn sha256(bytes: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
 }
 
-const QUERY: &str = "what causes lift on an aircraft wing";
+pub(crate) const QUERY: &str = "what causes lift on an aircraft wing";
 
-fn docs() -> Value {
+pub(crate) fn docs() -> Value {
     json!([
         "The migration of birds follows the seasons.",
         {"text": "What causes lift on an aircraft wing is the pressure difference between its surfaces."},
