@@ -7,7 +7,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
+if ! rustup target list --installed | grep -qx wasm32-wasip2; then
+  # The registry mirror may not serve the target; the shared toolchain
+  # folder has the same target for rustc 1.95.0 as a tarball.
+  rustup target add wasm32-wasip2 || bash ../shared/toolchain/install-wasm32-wasip2.sh
+fi
 
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv

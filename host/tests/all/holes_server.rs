@@ -115,18 +115,24 @@ fn attacks_over_http_leave_the_neighbour_served() {
         ),
         (
             "tensor-flood",
-            json!({"attack": "tensor-flood", "flood-mib": 16}),
+            json!({"attack": "tensor-flood", "flood-mib": 4}),
             502,
             "out of memory",
         ),
         ("log-flood", json!({"attack": "log-flood"}), 200, ""),
     ];
     for (name, settings, status, needle) in &attacks {
+        // A 64 MiB budget: the flood is refused after a few small copies,
+        // well inside the deadline even on a loaded machine.
         let r = s.put_component(
             &attacker,
             name,
             hostile.clone(),
-            json!({"settings": settings, "graphs": ["all-minilm-l6-v2"]}),
+            json!({
+                "settings": settings,
+                "graphs": ["all-minilm-l6-v2"],
+                "limits": {"memory_mib": 64},
+            }),
         );
         assert_eq!(r.status(), 201, "{name}: {}", r.text().unwrap());
         let results = under_attack(&s, &neighbour, name, || rerank(&s, &attacker, name));
