@@ -47,6 +47,7 @@ macro_rules! compute_only {
 }
 
 pub mod adapter;
+pub mod compute;
 pub mod tract;
 
 #[cfg(feature = "ort")]
@@ -64,7 +65,8 @@ use wasmtime_wasi_nn::backend::{BackendError, NamedTensor};
 use wasmtime_wasi_nn::wit::TensorType;
 use wasmtime_wasi_nn::{Graph, Tensor};
 
-pub use adapter::{DeadlineExceeded, GraphMeta, NnLimits, NnState, NnView, OverBudget};
+pub use adapter::{DeadlineExceeded, NnLimits, NnState, NnView, OverBudget};
+pub use compute::GraphMeta;
 
 use crate::RerankError;
 
