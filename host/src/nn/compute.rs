@@ -116,6 +116,7 @@ pub(super) fn run(
         }
     };
     let mut compute = |part: Vec<BackendTensor>, n: u64| -> Result<Vec<BackendTensor>, Failure> {
+        let _span = tracing::debug_span!("compute", elements = n).entered();
         let began = Instant::now();
         let out = ctx.compute_with_io(part).map_err(from_backend_error)?;
         meta.observe(n, began.elapsed());

@@ -44,6 +44,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use axum::{Extension, Json};
 use serde::de::DeserializeOwned;
+use tracing::Instrument;
 
 use crate::sandbox::validate::DEFAULT_MAX_COMPONENT_BYTES;
 use crate::store::Tenant;
@@ -178,10 +179,20 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 }
 
 async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let Some(key) = bearer(req.headers()) else {
+    let Some(key) = bearer(req.headers()).map(str::to_owned) else {
         return ApiError::from(ServiceError::Unauthorized).into_response();
     };
-    match state.service.authenticate(key) {
+    // The store is SQLite (blocking): never on an async worker thread.
+    let service = state.service.clone();
+    let span = tracing::debug_span!("auth");
+    let found = tokio::task::spawn_blocking(move || span.in_scope(|| service.authenticate(&key)))
+        .await
+        .unwrap_or_else(|e| {
+            Err(ServiceError::Internal(format!(
+                "authentication failed: {e}"
+            )))
+        });
+    match found {
         Ok(tenant) => {
             req.extensions_mut().insert(tenant);
             next.run(req).await
@@ -190,8 +201,33 @@ async fn authenticate(State(state): State<AppState>, mut req: Request, next: Nex
     }
 }
 
+/// The header carrying a request's id, in and out.
+pub const REQUEST_ID: &str = "x-request-id";
+
+/// The caller's `x-request-id` when it is short and plain, else a fresh
+/// random one: it tags the request's log lines and its response.
+fn request_id(headers: &HeaderMap) -> String {
+    let given = headers
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|s| {
+            !s.is_empty()
+                && s.len() <= 64
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        });
+    match given {
+        Some(s) => s.to_owned(),
+        None => {
+            let mut b = [0u8; 8];
+            let _ = getrandom::fill(&mut b);
+            hex::encode(b)
+        }
+    }
+}
+
 /// Count and time every request by route template (never the raw path:
-/// names in paths are unbounded).
+/// names in paths are unbounded), in a span carrying its request id.
 async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let route = req
         .extensions()
@@ -199,8 +235,13 @@ async fn track(State(state): State<AppState>, req: Request, next: Next) -> Respo
         .map_or("unmatched", |p| p.as_str())
         .to_string();
     let method = req.method().as_str().to_string();
+    let id = request_id(req.headers());
+    let span = tracing::info_span!("request", id = %id, %method, %route);
     let started = Instant::now();
-    let response = next.run(req).await;
+    let mut response = next.run(req).instrument(span).await;
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert(REQUEST_ID, v);
+    }
     let m = &state.metrics;
     m.http_requests
         .with_label_values(&[route.as_str(), method.as_str(), response.status().as_str()])

@@ -24,6 +24,7 @@
 //! that the layer above writes and reads.
 
 pub mod blobs;
+mod cache;
 pub mod keys;
 
 use std::collections::{HashMap, HashSet};
@@ -205,6 +206,8 @@ pub struct Store {
     /// Digests of blobs written by uploads that have not committed yet:
     /// garbage collection skips them.
     pinned: Mutex<HashMap<String, usize>>,
+    /// Tenants by key hash and object records, exact (see [`cache`]).
+    cache: Mutex<cache::ReadCache>,
     _lock: Option<std::fs::File>,
 }
 
@@ -232,6 +235,7 @@ CREATE TABLE IF NOT EXISTS objects (
     PRIMARY KEY (tenant, kind, name)
 );
 CREATE INDEX IF NOT EXISTS objects_digest ON objects(digest);
+CREATE INDEX IF NOT EXISTS tenants_key ON tenants(key_sha256);
 "#;
 
 fn now() -> i64 {
@@ -296,6 +300,7 @@ impl Store {
             blobs,
             conn: Mutex::new(conn),
             pinned: Mutex::new(HashMap::new()),
+            cache: Mutex::new(cache::ReadCache::default()),
             _lock: None,
         })
     }
@@ -496,14 +501,22 @@ impl Store {
             }))
     }
 
-    /// The tenant whose key is `key`, if any. Every stored hash is compared,
-    /// in constant time, whatever matches: the time taken depends on the
-    /// number of tenants only.
+    /// The tenant whose key is `key`, if any: looked up by the key's
+    /// SHA-256 through an index (a key is 256 random bits, so the hash
+    /// reveals nothing a timing could exploit), the match compared again in
+    /// constant time, and cached until the database changes.
     pub fn authenticate(&self, key: &str) -> Result<Option<Tenant>, StoreError> {
         let hash = hash_key(key);
         let conn = self.conn();
-        let mut stmt = conn.prepare_cached(&format!("SELECT {TENANT_COLUMNS} FROM tenants"))?;
-        let rows = stmt.query_map([], tenant_from_row)?;
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        cache.validate(&conn)?;
+        if let Some(hit) = cache.tenant(&hash) {
+            return Ok(hit.clone());
+        }
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {TENANT_COLUMNS} FROM tenants WHERE key_sha256 = ?1"
+        ))?;
+        let rows = stmt.query_map([&hash], tenant_from_row)?;
         let mut found = None;
         for row in rows {
             let (name, stored, quotas) = row?;
@@ -514,6 +527,7 @@ impl Store {
                 });
             }
         }
+        cache.put_tenant(hash, found.clone());
         Ok(found)
     }
 
@@ -637,15 +651,23 @@ impl Store {
         name: &str,
     ) -> Result<Option<ObjectRecord>, StoreError> {
         let conn = self.conn();
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        cache.validate(&conn)?;
+        let key = (tenant.clone(), kind, name.to_string());
+        if let Some(hit) = cache.object(&key) {
+            return Ok(hit.clone());
+        }
         let mut stmt = conn.prepare_cached(&format!(
             "SELECT {OBJECT_COLUMNS} FROM objects WHERE tenant = ?1 AND kind = ?2 AND name = ?3"
         ))?;
-        Ok(stmt
+        let record = stmt
             .query_row(
                 params![tenant.as_str(), kind.as_str(), name],
                 object_from_row,
             )
-            .optional()?)
+            .optional()?;
+        cache.put_object(key, record.clone());
+        Ok(record)
     }
 
     /// `tenant`'s objects of `kind`, by name.

@@ -47,6 +47,7 @@ use std::time::{Duration, Instant};
 use once_cell::sync::OnceCell;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
+use tracing::Instrument;
 
 use crate::nn::LoadedGraph;
 use crate::registry::{check_name, DynamicComponent, Registry};
@@ -654,7 +655,14 @@ impl TenantService {
             return Err(RerankError::InvalidInput("top_n must be at least 1".into()).into());
         }
         // Unknown names fail before they take a permit or a queue place.
-        self.resolve(tenant, &job.model)?;
+        // (The store is SQLite: off the async threads.)
+        {
+            let this = self.clone();
+            let (tenant, model) = (tenant.clone(), job.model.clone());
+            tokio::task::spawn_blocking(move || this.resolve(&tenant, &model).map(|_| ()))
+                .await
+                .map_err(|e| ServiceError::Internal(format!("the lookup failed: {e}")))??;
+        }
         let admission = self
             .admission
             .clone()
@@ -674,12 +682,17 @@ impl TenantService {
         // A client that goes away while queued drops this future: the guard
         // still takes it off the gauge, and its permits go back.
         let closed = |_| ServiceError::Internal("the worker pool is closed".into());
-        let share = self
-            .tenant_workers(tenant)
-            .acquire_owned()
-            .await
-            .map_err(closed)?;
-        let worker = self.workers.clone().acquire_owned().await;
+        let queue_span = tracing::debug_span!("queue", tenant = %tenant.name.as_str());
+        let (share, worker) = async {
+            let share = self
+                .tenant_workers(tenant)
+                .acquire_owned()
+                .await
+                .map_err(closed)?;
+            Ok::<_, ServiceError>((share, self.workers.clone().acquire_owned().await))
+        }
+        .instrument(queue_span)
+        .await?;
         drop(waiting);
         let worker = worker.map_err(closed)?;
         let queue = queued.elapsed();
@@ -689,9 +702,10 @@ impl TenantService {
         // with it the guard: the guest call is stopped and the worker freed.
         let cancel = CancellationToken::new();
         let _stop_on_drop = cancel.clone().drop_guard();
+        let span = tracing::Span::current();
         tokio::task::spawn_blocking(move || {
             let _permits = (admission, own, share, worker);
-            this.rerank_blocking(&tenant, job, queue, &cancel)
+            span.in_scope(|| this.rerank_blocking(&tenant, job, queue, &cancel))
         })
         .await
         .map_err(|e| ServiceError::Internal(format!("the rerank task failed: {e}")))?
@@ -707,14 +721,19 @@ impl TenantService {
         let t0 = Instant::now();
         let live = self.live(tenant, &job.model)?;
         check_input(live.pre.limits(), &job.query, &job.documents)?;
-        let mut instance = live.checkout(self, cancel)?;
+        let mut instance = tracing::debug_span!("instantiate", component = %job.model)
+            .in_scope(|| live.checkout(self, cancel))?;
         let instantiate = t0.elapsed();
         let t1 = Instant::now();
-        let result = block_on(
-            instance
-                .get()
-                .score_async(&job.query, &job.documents, cancel),
-        );
+        let result =
+            tracing::debug_span!("guest", component = %job.model, documents = job.documents.len())
+                .in_scope(|| {
+                    block_on(
+                        instance
+                            .get()
+                            .score_async(&job.query, &job.documents, cancel),
+                    )
+                });
         let guest = t1.elapsed();
         drop(instance);
         let ranking = crate::service::rank(result?, job.top_n);

@@ -8,5 +8,6 @@ mod holes;
 mod holes_server;
 mod model;
 mod registry;
+mod requests;
 mod sandbox;
 mod server;
