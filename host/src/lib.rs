@@ -7,29 +7,23 @@
 //! host through `wasi-nn`, whose back-ends (tract, ONNX Runtime, OpenVINO) live
 //! in [`nn`].
 //!
-//! The layers, from the top:
+//! The layers, from the top (every import points down):
 //!
-//! * [`service::Reranker`]: the one entry point for the CLI (and servers). It
-//!   takes a component name, a query and passages, and returns ranked results.
-//! * [`registry`]: the manifest (`nboost.toml`), which maps names to component
-//!   files the way NBoost's `CLASS_MAP` mapped names to model classes. A
-//!   request for component X reads, validates, compiles and instantiates X and
-//!   nothing else; compiled artifacts are cached in memory and on disk.
-//! * [`sandbox`]: the wasmtime engine, per-call limits (deadline, memory,
-//!   stack), the no-ambient-capabilities WASI context, the import allow-list
-//!   and the typed calls into a plugin.
-//! * [`nn`]: named graphs and the wasi-nn back-ends.
-//!
-//! `nboost serve` adds a multi-tenant front end on top of the same layers:
-//!
-//! * [`server`]: the HTTP API (axum): rerank in the Cohere/Jina and TEI
-//!   shapes, component and graph uploads, metrics. The only module that
-//!   knows HTTP.
-//! * [`tenancy`]: the service behind it: tenants' namespaces over the
-//!   public manifest, admission and quotas, per-tenant warm pools, atomic
-//!   version switches.
-//! * [`store`]: the durable data directory: tenants and hashed keys,
-//!   content-addressed blobs, SQLite metadata.
+//! * `cli` (the binary) and [`server`] (HTTP): front ends; parse, call the
+//!   service, render.
+//! * [`service`]: the one serving core — admission, catalog, warm pool,
+//!   ranking, uploads — for tenants and for the operator (the CLI's
+//!   [`Reranker`]).
+//! * [`registry`]: the manifest and the load path of a component: read,
+//!   validate, compile (through the artifact cache, untrusted files in a
+//!   limited subprocess), link. Loads only what is asked for.
+//! * [`store`]: the durable data directory (tenants, hashed keys, blobs,
+//!   SQLite metadata behind an exact read cache).
+//! * [`sandbox`]: the wasmtime engine, per-call limits, the capability-free
+//!   WASI context, the validator, bounded async calls into a plugin.
+//! * [`nn`]: named graphs, the one wasi-nn adapter and the back-ends.
+//! * leaves: [`digest`], [`meter`], [`error`].
+//! * [`eval`]: retrieval-quality evaluation (BM25 first stage + reranker).
 
 pub mod digest;
 pub mod error;
@@ -41,7 +35,6 @@ pub mod sandbox;
 pub mod server;
 pub mod service;
 pub mod store;
-pub mod tenancy;
 
 pub use error::RerankError;
 pub use service::{RankedPassage, Reranker};

@@ -135,9 +135,9 @@ impl RerankCommand {
             }
         }
         tracing::info!(
-            load_ms = out.timing.load.as_secs_f64() * 1e3,
+            queue_ms = out.timing.queue.as_secs_f64() * 1e3,
             instantiate_ms = out.timing.instantiate.as_secs_f64() * 1e3,
-            score_ms = out.timing.score.as_secs_f64() * 1e3,
+            guest_ms = out.timing.guest.as_secs_f64() * 1e3,
             "reranked"
         );
         Ok(())

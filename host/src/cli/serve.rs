@@ -19,8 +19,8 @@ use nboost::nn::NnHost;
 use nboost::registry::Registry;
 use nboost::sandbox::SandboxEngine;
 use nboost::server::{self, AppState, ServerConfig};
+use nboost::service::{Service, ServiceOptions};
 use nboost::store::Store;
-use nboost::tenancy::{ServiceOptions, TenantService};
 
 use super::tenants::{apply_tenants_file, DataDirArgs};
 use super::{CliError, GlobalArgs};
@@ -112,7 +112,7 @@ impl ServeCommand {
             workers,
             workers_per_tenant: self
                 .workers_per_tenant
-                .unwrap_or_else(|| nboost::tenancy::default_tenant_share(workers))
+                .unwrap_or_else(|| nboost::service::default_tenant_share(workers))
                 .clamp(1, workers),
             max_idle_per_component: self.max_idle_per_component.max(1),
             max_idle_total: self.max_idle_total,
@@ -136,7 +136,7 @@ impl ServeCommand {
             apply_tenants_file(path, &store)?;
         }
         let tenants = store.tenants()?.len();
-        let service = TenantService::new(registry, Arc::new(store), options.clone());
+        let service = Service::new(registry, Arc::new(store), options.clone());
         let state = AppState::new(
             service,
             ServerConfig {

@@ -26,7 +26,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
-use crate::tenancy::ServiceError;
+use crate::service::ServiceError;
 
 /// A JSON request body with this API's error mapping.
 #[derive(Debug)]

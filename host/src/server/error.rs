@@ -28,7 +28,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use crate::sandbox::GuestError;
-use crate::tenancy::ServiceError;
+use crate::service::ServiceError;
 use crate::RerankError;
 
 /// An error response.

@@ -13,7 +13,7 @@ use prometheus::{
     TextEncoder,
 };
 
-use crate::tenancy::Gauges;
+use crate::service::Gauges;
 
 /// Buckets for durations: 0.5 ms to 30 s.
 const BUCKETS: &[f64] = &[

@@ -4,7 +4,7 @@
 //! [`router`] builds the whole API over an [`AppState`]; [`serve`] runs it
 //! on a listener until a shutdown signal, then drains the requests in
 //! flight. Handlers are thin: they parse, authenticate (middleware), call
-//! [`TenantService`](crate::tenancy::TenantService) and render; every error
+//! [`Service`](crate::service::Service) and render; every error
 //! goes through [`error::ApiError`], so the status mapping exists once.
 //!
 //! | route | what |
@@ -20,8 +20,8 @@
 //!
 //! Uploads are `PUT` with either a `multipart/form-data` body — a `file`
 //! part (the bytes) and an optional `config` part (JSON:
-//! [`ComponentConfig`](crate::tenancy::ComponentConfig) or
-//! [`GraphConfig`](crate::tenancy::GraphConfig)) — or the raw bytes alone
+//! [`ComponentConfig`](crate::service::ComponentConfig) or
+//! [`GraphConfig`](crate::service::GraphConfig)) — or the raw bytes alone
 //! (for graphs, `?format=text` then picks the format). Bodies are capped
 //! per route (`413` beyond).
 
@@ -47,10 +47,10 @@ use serde::de::DeserializeOwned;
 use tracing::Instrument;
 
 use crate::sandbox::validate::DEFAULT_MAX_COMPONENT_BYTES;
-use crate::store::Tenant;
-use crate::tenancy::{
-    CallTiming, ComponentConfig, GraphConfig, GraphFormat, RerankJob, ServiceError, TenantService,
+use crate::service::{
+    ComponentConfig, GraphConfig, GraphFormat, RerankJob, Service, ServiceError, Timing,
 };
+use crate::store::Tenant;
 use api::{
     ApiJson, DocumentText, RerankRequest, RerankResponse, RerankResult, TeiRank, TeiRerankRequest,
 };
@@ -87,7 +87,7 @@ impl Default for ServerConfig {
 #[derive(Clone)]
 pub struct AppState {
     /// The service.
-    pub service: Arc<TenantService>,
+    pub service: Arc<Service>,
     /// The metrics.
     pub metrics: Arc<Metrics>,
     /// HTTP settings.
@@ -96,7 +96,7 @@ pub struct AppState {
 
 impl AppState {
     /// State over `service` with fresh metrics.
-    pub fn new(service: TenantService, config: ServerConfig) -> Self {
+    pub fn new(service: Service, config: ServerConfig) -> Self {
         Self {
             service: Arc::new(service),
             metrics: Arc::new(Metrics::new()),
@@ -312,7 +312,7 @@ fn model_of(state: &AppState, model: Option<String>) -> Result<String, ApiError>
 }
 
 /// `Server-Timing` of a rerank: queue, instantiate and guest, in ms.
-fn timing_header(t: &CallTiming) -> (header::HeaderName, HeaderValue) {
+fn timing_header(t: &Timing) -> (header::HeaderName, HeaderValue) {
     let v = format!(
         "queue;dur={:.3}, instantiate;dur={:.3}, guest;dur={:.3}",
         t.queue.as_secs_f64() * 1e3,
@@ -325,7 +325,7 @@ fn timing_header(t: &CallTiming) -> (header::HeaderName, HeaderValue) {
     )
 }
 
-fn observe(state: &AppState, t: &CallTiming) {
+fn observe(state: &AppState, t: &Timing) {
     state.metrics.queue.observe(t.queue.as_secs_f64());
     state
         .metrics

@@ -147,6 +147,33 @@ pub struct Tenant {
     pub quotas: Quotas,
 }
 
+/// The name the operator calls under (CLI, in-process use); not a valid
+/// tenant name, so no tenant can hold it.
+const OPERATOR: &str = "@operator";
+
+impl Tenant {
+    /// The operator: sees only the manifest's components, owns nothing, and
+    /// has no quotas beyond the host's limits.
+    pub fn operator() -> Self {
+        Self {
+            name: TenantId(OPERATOR.to_string()),
+            quotas: Quotas {
+                max_components: 0,
+                max_graphs: 0,
+                max_bytes: 0,
+                max_concurrent: u32::MAX >> 4,
+                deadline_ms: None,
+                memory_mib: None,
+            },
+        }
+    }
+
+    /// Whether this is [`Tenant::operator`].
+    pub fn is_operator(&self) -> bool {
+        self.name.0 == OPERATOR
+    }
+}
+
 /// Which namespace table an object lives in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "lowercase")]

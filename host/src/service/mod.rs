@@ -1,0 +1,556 @@
+//! The one serving core: every front end — the CLI, the HTTP API, the
+//! coming proxy — reranks through [`Service`].
+//!
+//! * admission and the worker share (this module),
+//! * the catalog: a caller and a name resolve once per request to a
+//!   versioned slot ([`Service::rerank`]),
+//! * one warm pool per caller and component version ([`pool`]),
+//! * ranking: the one input check, sort and top-n ([`rank`]),
+//! * the object pipeline for uploads ([`objects`]),
+//! * domain errors with no HTTP in them ([`ServiceError`]).
+//!
+//! Callers are tenants of the [`Store`] or the operator
+//! ([`Tenant::operator`]: the manifest's components only, no store needed);
+//! [`Reranker`] is the operator's synchronous handle, used by the CLI.
+//!
+//! [`Service`] is what the HTTP layer calls, and the only thing it calls. It joins three sources of components: the operator's manifest
+//! (public: every tenant may call and read them, none may change them), and
+//! each tenant's own uploads (kept in the [`Store`]; invisible to every
+//! other tenant — a name owned by someone else answers exactly like a name
+//! owned by no one). A tenant's name resolves to its own component first,
+//! then to a public one.
+//!
+//! # Serving path
+//!
+//! 1. **Admission** (`try_acquire`, never waits): a server-wide semaphore
+//!    and the tenant's own (`max_concurrent`). Either full means 429 now
+//!    rather than a queue that grows until clients time out.
+//! 2. **Queue**: a `workers` semaphore bounds how many calls run wasm at
+//!    once (by default one per core); admitted calls wait here. The wait is
+//!    reported as queue time. Before that, a call takes a place in its
+//!    tenant's *share* of the workers (`workers_per_tenant`, by default all
+//!    but one): one tenant can never hold every worker, so a neighbour's
+//!    call always finds one free within a deadline.
+//! 3. **Run**, in `spawn_blocking`: take a warm, configured instance from
+//!    the pool of *this tenant and this component version* (never another
+//!    tenant's: guest state such as caches must not cross tenants), or make
+//!    one; score; return it to the pool unless it faulted. Pools are bounded
+//!    per component and in total. Every guest call is bounded by its
+//!    deadline even when the guest waits in a host call, and a client that
+//!    disconnects cancels its call, which frees the worker at once
+//!    (`sandbox::exec`).
+//!
+//! # Versions
+//!
+//! An upload is validated, compiled, linked and tried (one instance is
+//! created and configured) before its blob and metadata are committed.
+//! Then the catalog entry of the name is swapped. A call holds an `Arc` of
+//! the version it started with, so in-flight calls finish on the old
+//! version while new ones get the new one; the old version's pool goes when
+//! its last call ends. After a restart, entries are rebuilt from the store
+//! on first use (compiled code comes from the artifact cache).
+
+mod error;
+mod objects;
+mod operator;
+pub mod pool;
+pub mod rank;
+mod types;
+
+pub use error::ServiceError;
+use error::*;
+use objects::*;
+pub use operator::{Reranked, Reranker, RerankerConfig};
+pub use pool::Gauges;
+use pool::*;
+pub use rank::{check_input, rank, RankedPassage};
+pub use types::*;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use once_cell::sync::OnceCell;
+use serde::{Deserialize, Serialize};
+use tokio::sync::Semaphore;
+use tracing::Instrument;
+
+use crate::nn::LoadedGraph;
+use crate::registry::{check_name, DynamicComponent, Registry};
+use crate::sandbox::exec::{block_on, CancellationToken};
+use crate::sandbox::{validate_component, LimitsOverride, Plugin, PluginPre, SandboxLimits};
+use crate::store::{ObjectKind, ObjectRecord, Store, StoreError, Tenant, TenantId};
+use crate::RerankError;
+
+/// Catalog key: (calling tenant, owner, component name).
+pub(super) type Key = (TenantId, Owner, String);
+
+/// What a catalog slot was built from: the component version and the
+/// tenant's limit quotas. Any change means a rebuild.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Ident {
+    version: u64,
+    deadline_ms: Option<u64>,
+    memory_mib: Option<u64>,
+}
+
+pub(super) struct Slot {
+    ident: Ident,
+    cell: Arc<OnceCell<Arc<Live>>>,
+}
+
+/// The multi-tenant reranking service. See the module docs.
+pub struct Service {
+    registry: Registry,
+    store: Option<Arc<Store>>,
+    options: ServiceOptions,
+    admission: Arc<Semaphore>,
+    workers: Arc<Semaphore>,
+    uploads: Arc<Semaphore>,
+    tenant_slots: Mutex<HashMap<TenantId, (u32, Arc<Semaphore>)>>,
+    tenant_workers: Mutex<HashMap<TenantId, Arc<Semaphore>>>,
+    catalog: Mutex<HashMap<Key, Slot>>,
+    graphs: Mutex<HashMap<(TenantId, String), (u64, LoadedGraph)>>,
+    public_info: Mutex<HashMap<String, ComponentInfo>>,
+    counters: Arc<Counters>,
+}
+
+impl Service {
+    /// A service over the public components of `registry` and the tenants
+    /// and uploads of `store`.
+    pub fn new(registry: Registry, store: Arc<Store>, options: ServiceOptions) -> Self {
+        Self::build(registry, Some(store), options)
+    }
+
+    /// A service with no tenant store: only the operator's manifest
+    /// components, called by the [`operator`](Tenant::operator) (the CLI).
+    pub fn operator_only(registry: Registry, options: ServiceOptions) -> Self {
+        Self::build(registry, None, options)
+    }
+
+    fn build(registry: Registry, store: Option<Arc<Store>>, options: ServiceOptions) -> Self {
+        Self {
+            admission: Arc::new(Semaphore::new(options.max_concurrent_requests.max(1))),
+            workers: Arc::new(Semaphore::new(options.workers.max(1))),
+            uploads: Arc::new(Semaphore::new(options.max_concurrent_uploads.max(1))),
+            registry,
+            store,
+            options,
+            tenant_slots: Mutex::new(HashMap::new()),
+            tenant_workers: Mutex::new(HashMap::new()),
+            catalog: Mutex::new(HashMap::new()),
+            graphs: Mutex::new(HashMap::new()),
+            public_info: Mutex::new(HashMap::new()),
+            counters: Arc::new(Counters::default()),
+        }
+    }
+
+    /// The options.
+    pub fn options(&self) -> &ServiceOptions {
+        &self.options
+    }
+
+    /// The tenant store (an operator-only service has none).
+    pub fn store(&self) -> Result<&Arc<Store>, ServiceError> {
+        self.store
+            .as_ref()
+            .ok_or_else(|| ServiceError::Forbidden("this service has no tenants".into()))
+    }
+
+    /// The registry (manifest, engine, graphs).
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Instance counts now.
+    pub fn gauges(&self) -> Gauges {
+        Gauges {
+            in_use: self.counters.in_use.load(Ordering::Relaxed),
+            idle: self.counters.idle.load(Ordering::Relaxed),
+            queued: self.counters.queued.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The tenant holding `key`.
+    pub fn authenticate(&self, key: &str) -> Result<Tenant, ServiceError> {
+        self.store()?
+            .authenticate(key)?
+            .ok_or(ServiceError::Unauthorized)
+    }
+
+    fn host_limits(&self) -> SandboxLimits {
+        self.registry.engine().options().limits
+    }
+
+    fn tenant_semaphore(&self, tenant: &Tenant) -> Arc<Semaphore> {
+        let mut slots = self.tenant_slots.lock().unwrap_or_else(|e| e.into_inner());
+        let want = tenant.quotas.max_concurrent.max(1);
+        match slots.get(&tenant.name) {
+            Some((n, s)) if *n == want => s.clone(),
+            _ => {
+                // New tenant or changed quota: a fresh semaphore. Calls in
+                // flight keep their permits of the old one.
+                let s = Arc::new(Semaphore::new(want as usize));
+                slots.insert(tenant.name.clone(), (want, s.clone()));
+                s
+            }
+        }
+    }
+
+    /// The tenant's share of the workers.
+    fn tenant_workers(&self, tenant: &Tenant) -> Arc<Semaphore> {
+        let mut shares = self
+            .tenant_workers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let workers = self.options.workers.max(1);
+        let n = if tenant.is_operator() {
+            workers
+        } else {
+            self.options.workers_per_tenant.clamp(1, workers)
+        };
+        shares
+            .entry(tenant.name.clone())
+            .or_insert_with(|| Arc::new(Semaphore::new(n)))
+            .clone()
+    }
+
+    // ---- rerank ---------------------------------------------------------
+
+    /// Rerank `job.documents` for `tenant`: admission (429 when full),
+    /// queue, then the guest call on a blocking thread.
+    pub async fn rerank(
+        self: &Arc<Self>,
+        tenant: &Tenant,
+        job: RerankJob,
+    ) -> Result<RerankOutcome, ServiceError> {
+        if job.documents.is_empty() {
+            return Err(ServiceError::EmptyDocuments);
+        }
+        if job.query.trim().is_empty() {
+            return Err(RerankError::InvalidInput("the query is empty".into()).into());
+        }
+        if job.documents.len() > self.options.max_documents {
+            return Err(RerankError::InvalidInput(format!(
+                "{} documents is over this server's limit of {}",
+                job.documents.len(),
+                self.options.max_documents
+            ))
+            .into());
+        }
+        if job.top_n == Some(0) {
+            return Err(RerankError::InvalidInput("top_n must be at least 1".into()).into());
+        }
+        // Unknown names fail before they take a permit or a queue place.
+        // (The store is SQLite: off the async threads.)
+        {
+            let this = self.clone();
+            let (tenant, model) = (tenant.clone(), job.model.clone());
+            tokio::task::spawn_blocking(move || this.resolve(&tenant, &model).map(|_| ()))
+                .await
+                .map_err(|e| ServiceError::Internal(format!("the lookup failed: {e}")))??;
+        }
+        let admission = self
+            .admission
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| ServiceError::Overloaded)?;
+        let own = self
+            .tenant_semaphore(tenant)
+            .try_acquire_owned()
+            .map_err(|_| {
+                ServiceError::QuotaExceeded(format!(
+                    "the tenant's {} concurrent calls are all in use",
+                    tenant.quotas.max_concurrent
+                ))
+            })?;
+        let queued = Instant::now();
+        let waiting = Waiting::new(&self.counters.queued);
+        // A client that goes away while queued drops this future: the guard
+        // still takes it off the gauge, and its permits go back.
+        let closed = |_| ServiceError::Internal("the worker pool is closed".into());
+        let queue_span = tracing::debug_span!("queue", tenant = %tenant.name.as_str());
+        let (share, worker) = async {
+            let share = self
+                .tenant_workers(tenant)
+                .acquire_owned()
+                .await
+                .map_err(closed)?;
+            Ok::<_, ServiceError>((share, self.workers.clone().acquire_owned().await))
+        }
+        .instrument(queue_span)
+        .await?;
+        drop(waiting);
+        let worker = worker.map_err(closed)?;
+        let queue = queued.elapsed();
+        let this = self.clone();
+        let tenant = tenant.clone();
+        // A client that goes away while its call runs drops this future, and
+        // with it the guard: the guest call is stopped and the worker freed.
+        let cancel = CancellationToken::new();
+        let _stop_on_drop = cancel.clone().drop_guard();
+        let span = tracing::Span::current();
+        tokio::task::spawn_blocking(move || {
+            let _permits = (admission, own, share, worker);
+            span.in_scope(|| this.rerank_blocking(&tenant, job, queue, &cancel))
+        })
+        .await
+        .map_err(|e| ServiceError::Internal(format!("the rerank task failed: {e}")))?
+    }
+
+    fn rerank_blocking(
+        &self,
+        tenant: &Tenant,
+        job: RerankJob,
+        queue: Duration,
+        cancel: &CancellationToken,
+    ) -> Result<RerankOutcome, ServiceError> {
+        let t0 = Instant::now();
+        let live = self.live(tenant, &job.model)?;
+        check_input(live.pre.limits(), &job.query, &job.documents)?;
+        let mut instance = tracing::debug_span!("instantiate", component = %job.model)
+            .in_scope(|| live.checkout(self, cancel))?;
+        let instantiate = t0.elapsed();
+        let t1 = Instant::now();
+        let result =
+            tracing::debug_span!("guest", component = %job.model, documents = job.documents.len())
+                .in_scope(|| {
+                    block_on(
+                        instance
+                            .get()
+                            .score_async(&job.query, &job.documents, cancel),
+                    )
+                });
+        let guest = t1.elapsed();
+        drop(instance);
+        let ranking = crate::service::rank(result?, job.top_n);
+        Ok(RerankOutcome {
+            ranking,
+            documents: job.documents,
+            timing: Timing {
+                queue,
+                instantiate,
+                guest,
+            },
+        })
+    }
+
+    /// What `name` says about itself as `tenant` sees it (a warm instance's
+    /// `configure` answer, or a new instance's). Blocking.
+    pub fn model_info(
+        &self,
+        tenant: &Tenant,
+        name: &str,
+    ) -> Result<crate::sandbox::ModelInfo, ServiceError> {
+        let live = self.live(tenant, name)?;
+        let mut instance = live.checkout(self, &CancellationToken::new())?;
+        Ok(instance.get().info().clone())
+    }
+
+    /// Which namespace `name` resolves to for `tenant`, with the tenant's
+    /// record when it is its own.
+    fn resolve(
+        &self,
+        tenant: &Tenant,
+        name: &str,
+    ) -> Result<(Owner, Option<ObjectRecord>), ServiceError> {
+        if let Some(store) = self.store.as_ref().filter(|_| !tenant.is_operator()) {
+            if let Some(rec) = store.object(&tenant.name, ObjectKind::Component, name)? {
+                return Ok((Owner::Tenant, Some(rec)));
+            }
+        }
+        if self.registry.manifest().components.contains_key(name) {
+            return Ok((Owner::Public, None));
+        }
+        Err(ServiceError::NotFound {
+            kind: "component",
+            name: name.to_string(),
+        })
+    }
+
+    /// The live entry for `tenant`'s view of `name`, built on first use.
+    fn live(&self, tenant: &Tenant, name: &str) -> Result<Arc<Live>, ServiceError> {
+        // A record read just before a replacement or deletion may name a
+        // blob that is gone by the time it is read: look again, once.
+        let mut retried = false;
+        loop {
+            let (owner, rec) = self.resolve(tenant, name)?;
+            let ident = Ident {
+                version: rec.as_ref().map_or(0, |r| r.version),
+                deadline_ms: tenant.quotas.deadline_ms,
+                memory_mib: tenant.quotas.memory_mib,
+            };
+            let key = (tenant.name.clone(), owner, name.to_string());
+            let cell = {
+                let mut catalog = self.catalog.lock().unwrap_or_else(|e| e.into_inner());
+                match catalog.get(&key) {
+                    Some(slot) if slot.ident == ident => slot.cell.clone(),
+                    _ => {
+                        let cell = Arc::new(OnceCell::new());
+                        catalog.insert(
+                            key,
+                            Slot {
+                                ident,
+                                cell: cell.clone(),
+                            },
+                        );
+                        cell
+                    }
+                }
+            };
+            let built = cell.get_or_try_init(|| -> Result<Arc<Live>, ServiceError> {
+                let pre = match &rec {
+                    None => {
+                        let public = self.registry.get(name)?;
+                        let limits = public.limits().narrowed(&tenant_override(tenant));
+                        public.with_limits(limits)
+                    }
+                    Some(rec) => self.build_own(tenant, rec)?,
+                };
+                Ok(Arc::new(Live::new(pre, self)))
+            });
+            match built {
+                Ok(live) => return Ok(live.clone()),
+                Err(ServiceError::Store(StoreError::Corrupt { .. })) if !retried => retried = true,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn build_own(&self, tenant: &Tenant, rec: &ObjectRecord) -> Result<PluginPre, ServiceError> {
+        let stored: StoredComponent = serde_json::from_str(&rec.meta)
+            .map_err(|e| ServiceError::Internal(format!("component metadata: {e}")))?;
+        let bytes = self.store()?.blobs().read(&rec.digest)?;
+        let (pre, _) = self
+            .prepare(tenant, &rec.name, &bytes, &stored.config)
+            .map_err(|e| match e {
+                ServiceError::Rerank(RerankError::InvalidComponent { reason, .. }) => {
+                    ServiceError::Unprocessable(format!(
+                        "component `{}` cannot run: {reason}",
+                        rec.name
+                    ))
+                }
+                other => other,
+            })?;
+        Ok(pre)
+    }
+
+    /// Validate, compile and link an upload's bytes with its configuration
+    /// resolved in `tenant`'s view (its graphs, then public ones).
+    fn prepare(
+        &self,
+        tenant: &Tenant,
+        name: &str,
+        bytes: &[u8],
+        config: &ComponentConfig,
+    ) -> Result<(PluginPre, crate::sandbox::ComponentReport), ServiceError> {
+        let requested = LimitsOverride {
+            deadline_ms: config.limits.deadline_ms,
+            memory_mib: config.limits.memory_mib,
+            max_passages: config.limits.max_passages,
+        };
+        let limits = self
+            .host_limits()
+            .narrowed(&requested)
+            .narrowed(&tenant_override(tenant));
+        let mut settings = Vec::with_capacity(config.settings.len() + config.setting_files.len());
+        for (k, v) in &config.settings {
+            settings.push((k.clone(), setting_text(k, v)?));
+        }
+        for (key, file) in &config.setting_files {
+            let rec = self
+                .store()?
+                .object(&tenant.name, ObjectKind::Graph, file)?
+                .ok_or_else(|| {
+                    ServiceError::Unprocessable(format!(
+                        "setting file `{key}`: unknown graph `{file}` (upload it with format `text`)"
+                    ))
+                })?;
+            let text =
+                String::from_utf8(self.store()?.blobs().read(&rec.digest)?).map_err(|_| {
+                    ServiceError::Unprocessable(format!(
+                        "setting file `{key}`: graph `{file}` is not UTF-8 text"
+                    ))
+                })?;
+            settings.push((key.clone(), text));
+        }
+        let mut graphs = Vec::with_capacity(config.graphs.len());
+        for g in &config.graphs {
+            graphs.push((g.clone(), self.graph_for(tenant, g)?));
+        }
+        let component = DynamicComponent {
+            name,
+            bytes,
+            limits,
+            settings,
+            graphs,
+        };
+        Ok(self.registry.prepare_bytes(component)?)
+    }
+
+    /// Graph `name` in `tenant`'s view, loaded: its own (cached per
+    /// version), else a public one.
+    fn graph_for(&self, tenant: &Tenant, name: &str) -> Result<LoadedGraph, ServiceError> {
+        if let Some(rec) = self
+            .store()?
+            .object(&tenant.name, ObjectKind::Graph, name)?
+        {
+            let key = (tenant.name.clone(), name.to_string());
+            if let Some((v, g)) = self
+                .graphs
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&key)
+            {
+                if *v == rec.version {
+                    return Ok(g.clone());
+                }
+            }
+            let format = serde_json::from_str::<GraphConfig>(&rec.meta)
+                .map(|c| c.format)
+                .unwrap_or_default();
+            if format != GraphFormat::Onnx {
+                return Err(ServiceError::Unprocessable(format!(
+                    "graph `{name}` has format `text`; only `onnx` graphs can be loaded through wasi-nn"
+                )));
+            }
+            let bytes = self.store()?.blobs().read(&rec.digest)?;
+            let g = self.registry.nn().load_graph_bytes(name, &bytes)?;
+            self.graphs
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(key, (rec.version, g.clone()));
+            return Ok(g);
+        }
+        if self
+            .registry
+            .manifest()
+            .graphs
+            .iter()
+            .any(|s| s.name == name)
+        {
+            return Ok(self.registry.nn().loaded_graph(name)?);
+        }
+        Err(ServiceError::Unprocessable(format!(
+            "unknown graph `{name}`"
+        )))
+    }
+
+    /// Forget the live entries of `tenant`'s own components (after one of
+    /// its graphs changed): each is rebuilt on its next call. Calls in
+    /// flight keep the entry they hold.
+    fn invalidate_own(&self, tenant: &TenantId) {
+        self.catalog
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|(t, owner, _), _| !(t == tenant && *owner == Owner::Tenant));
+    }
+
+    fn collect_garbage(&self) {
+        let Ok(store) = self.store() else { return };
+        if let Err(e) = store.collect_garbage() {
+            tracing::warn!(target: "nboost::service", "blob garbage collection failed: {e}");
+        }
+    }
+}

@@ -1,0 +1,62 @@
+//! Ranking: the one input check and the one ordering every front end uses.
+//!
+//! Input is checked against the component's limits before any guest code
+//! runs; ordering and top-n are done here, not in the plugin.
+
+use crate::sandbox::SandboxLimits;
+use crate::RerankError;
+
+/// One passage in the output: its index in the request and its score.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct RankedPassage {
+    /// Position in the request's passage list.
+    pub index: usize,
+    /// The plugin's score; higher is more relevant.
+    pub score: f32,
+}
+
+/// Order scores best first (ties keep request order) and cut to `top_n`.
+pub fn rank(scores: Vec<f32>, top_n: Option<usize>) -> Vec<RankedPassage> {
+    let mut ranking: Vec<RankedPassage> = scores
+        .into_iter()
+        .enumerate()
+        .map(|(index, score)| RankedPassage { index, score })
+        .collect();
+    ranking.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.index.cmp(&b.index)));
+    if let Some(n) = top_n {
+        ranking.truncate(n);
+    }
+    ranking
+}
+
+/// Reject requests a plugin should never see: an empty query, no passages,
+/// more passages or text than `limits` allow.
+pub fn check_input(
+    limits: &SandboxLimits,
+    query: &str,
+    passages: &[String],
+) -> Result<(), RerankError> {
+    if query.trim().is_empty() {
+        return Err(RerankError::InvalidInput("the query is empty".into()));
+    }
+    if passages.is_empty() {
+        return Err(RerankError::InvalidInput(
+            "there are no documents to rerank".into(),
+        ));
+    }
+    if passages.len() > limits.max_passages {
+        return Err(RerankError::InvalidInput(format!(
+            "{} passages is over the limit of {}",
+            passages.len(),
+            limits.max_passages
+        )));
+    }
+    let bytes: usize = query.len() + passages.iter().map(String::len).sum::<usize>();
+    if bytes > limits.max_input_bytes {
+        return Err(RerankError::InvalidInput(format!(
+            "{bytes} bytes of text is over the limit of {}",
+            limits.max_input_bytes
+        )));
+    }
+    Ok(())
+}
