@@ -28,28 +28,23 @@
 pub mod api;
 pub mod error;
 pub mod metrics;
+pub mod objects;
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::body::Bytes;
-use axum::extract::{
-    DefaultBodyLimit, FromRequest, MatchedPath, Multipart, Path, Query, Request, State,
-};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use axum::{Extension, Json};
-use serde::de::DeserializeOwned;
 use tracing::Instrument;
 
 use crate::sandbox::validate::DEFAULT_MAX_COMPONENT_BYTES;
-use crate::service::{
-    ComponentConfig, GraphConfig, GraphFormat, RerankJob, Service, ServiceError, Timing,
-};
+use crate::service::{Components, Graphs, RerankJob, Service, ServiceError, Timing};
 use crate::store::Tenant;
 use api::{
     ApiJson, DocumentText, RerankRequest, RerankResponse, RerankResult, TeiRank, TeiRerankRequest,
@@ -112,23 +107,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v2/rerank", post(rerank_cohere))
         .route("/rerank", post(rerank_tei))
         .layer(DefaultBodyLimit::max(state.config.max_request_bytes));
-    let components = Router::new()
-        .route("/v1/components", get(list_components))
-        .route(
-            "/v1/components/{name}",
-            get(get_component)
-                .put(put_component)
-                .delete(delete_component),
-        )
-        .layer(DefaultBodyLimit::max(
-            DEFAULT_MAX_COMPONENT_BYTES + (1 << 20),
-        ));
-    let graphs = Router::new()
-        .route("/v1/graphs", get(list_graphs))
-        .route(
-            "/v1/graphs/{name}",
-            get(get_graph).put(put_graph).delete(delete_graph),
-        )
+    let components = objects::routes::<Components>("/v1/components").layer(DefaultBodyLimit::max(
+        DEFAULT_MAX_COMPONENT_BYTES + (1 << 20),
+    ));
+    let graphs = objects::routes::<Graphs>("/v1/graphs")
         .layer(DefaultBodyLimit::max(state.config.max_upload_bytes));
     let authenticated = Router::new()
         .merge(rerank)
@@ -401,203 +383,4 @@ async fn rerank_tei(
         })
         .collect();
     Ok(([timing_header(&out.timing)], Json(ranks)).into_response())
-}
-
-// ---- uploads --------------------------------------------------------------------
-
-/// An upload body: the bytes and the parsed `config` part (if any).
-struct Upload<C> {
-    bytes: Bytes,
-    config: Option<C>,
-}
-
-fn body_error(status: StatusCode, e: impl std::fmt::Display) -> ApiError {
-    if status == StatusCode::PAYLOAD_TOO_LARGE {
-        ApiError::from(ServiceError::PayloadTooLarge(
-            "the upload is over this server's size limit".into(),
-        ))
-    } else {
-        ApiError::bad_request(format!("cannot read the upload: {e}"))
-    }
-}
-
-async fn read_upload<C: DeserializeOwned>(
-    state: &AppState,
-    req: Request,
-) -> Result<Upload<C>, ApiError> {
-    let multipart = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.to_ascii_lowercase().starts_with("multipart/form-data"));
-    if !multipart {
-        let bytes = Bytes::from_request(req, state)
-            .await
-            .map_err(|e| body_error(e.status(), e))?;
-        return Ok(Upload {
-            bytes,
-            config: None,
-        });
-    }
-    let mut form = Multipart::from_request(req, state)
-        .await
-        .map_err(|e| body_error(e.status(), e))?;
-    let mut bytes = None;
-    let mut config = None;
-    while let Some(field) = form
-        .next_field()
-        .await
-        .map_err(|e| body_error(e.status(), e))?
-    {
-        let name = field.name().unwrap_or_default().to_string();
-        let data = field.bytes().await.map_err(|e| body_error(e.status(), e))?;
-        match name.as_str() {
-            "file" => bytes = Some(data),
-            "config" => config = Some(api::parse_json::<C>(&data)?),
-            other => {
-                return Err(ApiError::bad_request(format!(
-                    "unexpected form part `{other}` (expected `file` and optionally `config`)"
-                )));
-            }
-        }
-    }
-    let bytes = bytes.ok_or_else(|| ApiError::bad_request("the form has no `file` part"))?;
-    Ok(Upload { bytes, config })
-}
-
-/// Run blocking service work (SQLite, file hashing) off the async threads.
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, ServiceError> + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| ApiError::from(ServiceError::Internal(format!("task failed: {e}"))))?
-        .map_err(ApiError::from)
-}
-
-fn created_or_ok<T: serde::Serialize>(version: u64, body: T) -> Response {
-    let status = if version == 1 {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    (status, Json(body)).into_response()
-}
-
-fn count_upload(state: &AppState, kind: &str, ok: bool) {
-    let outcome = if ok { "accepted" } else { "refused" };
-    state
-        .metrics
-        .uploads
-        .with_label_values(&[kind, outcome])
-        .inc();
-}
-
-async fn put_component(
-    State(state): State<AppState>,
-    Extension(tenant): Extension<Tenant>,
-    Path(name): Path<String>,
-    req: Request,
-) -> Result<Response, ApiError> {
-    let upload = read_upload::<ComponentConfig>(&state, req).await?;
-    let result = state
-        .service
-        .put_component(
-            &tenant,
-            &name,
-            upload.bytes,
-            upload.config.unwrap_or_default(),
-        )
-        .await;
-    count_upload(&state, "component", result.is_ok());
-    let info = result?;
-    Ok(created_or_ok(info.version, info))
-}
-
-async fn list_components(
-    State(state): State<AppState>,
-    Extension(tenant): Extension<Tenant>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let service = state.service.clone();
-    let list = blocking(move || service.list_components(&tenant)).await?;
-    Ok(Json(serde_json::json!({ "components": list })))
-}
-
-async fn get_component(
-    State(state): State<AppState>,
-    Extension(tenant): Extension<Tenant>,
-    Path(name): Path<String>,
-) -> Result<Response, ApiError> {
-    let service = state.service.clone();
-    let info = blocking(move || service.component(&tenant, &name)).await?;
-    Ok(Json(info).into_response())
-}
-
-async fn delete_component(
-    State(state): State<AppState>,
-    Extension(tenant): Extension<Tenant>,
-    Path(name): Path<String>,
-) -> Result<StatusCode, ApiError> {
-    let service = state.service.clone();
-    blocking(move || service.delete_component(&tenant, &name)).await?;
-    Ok(StatusCode::NO_CONTENT)
-}
-
-/// `?format=` of a raw-body graph upload.
-#[derive(Debug, serde::Deserialize)]
-struct GraphQuery {
-    #[serde(default)]
-    format: Option<GraphFormat>,
-}
-
-async fn put_graph(
-    State(state): State<AppState>,
-    Extension(tenant): Extension<Tenant>,
-    Path(name): Path<String>,
-    query: Result<Query<GraphQuery>, axum::extract::rejection::QueryRejection>,
-    req: Request,
-) -> Result<Response, ApiError> {
-    let Query(query) =
-        query.map_err(|e| ApiError::bad_request(format!("bad query string: {e}")))?;
-    let upload = read_upload::<GraphConfig>(&state, req).await?;
-    let mut config = upload.config.unwrap_or_default();
-    if let Some(format) = query.format {
-        config.format = format;
-    }
-    let result = state
-        .service
-        .put_graph(&tenant, &name, upload.bytes, config)
-        .await;
-    count_upload(&state, "graph", result.is_ok());
-    let info = result?;
-    Ok(created_or_ok(info.version, info))
-}
-
-async fn list_graphs(
-    State(state): State<AppState>,
-    Extension(tenant): Extension<Tenant>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let service = state.service.clone();
-    let list = blocking(move || service.list_graphs(&tenant)).await?;
-    Ok(Json(serde_json::json!({ "graphs": list })))
-}
-
-async fn get_graph(
-    State(state): State<AppState>,
-    Extension(tenant): Extension<Tenant>,
-    Path(name): Path<String>,
-) -> Result<Response, ApiError> {
-    let service = state.service.clone();
-    let info = blocking(move || service.graph(&tenant, &name)).await?;
-    Ok(Json(info).into_response())
-}
-
-async fn delete_graph(
-    State(state): State<AppState>,
-    Extension(tenant): Extension<Tenant>,
-    Path(name): Path<String>,
-) -> Result<StatusCode, ApiError> {
-    let service = state.service.clone();
-    blocking(move || service.delete_graph(&tenant, &name)).await?;
-    Ok(StatusCode::NO_CONTENT)
 }

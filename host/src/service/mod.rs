@@ -51,7 +51,8 @@
 //! on first use (compiled code comes from the artifact cache).
 
 mod error;
-mod objects;
+mod kinds;
+pub mod objects;
 mod operator;
 pub mod pool;
 pub mod rank;
@@ -59,6 +60,8 @@ mod types;
 
 pub use error::ServiceError;
 use error::*;
+pub use kinds::{Components, Graphs};
+pub use objects::Kind;
 use objects::*;
 pub use operator::{Reranked, Reranker, RerankerConfig};
 pub use pool::Gauges;

@@ -1,26 +1,83 @@
-//! Uploads: tenants' components and graphs, validated, tried, committed,
-//! listed and deleted.
+//! One object pipeline for every kind of upload.
+//!
+//! Tenants upload *components* (`.wasm` files) and *graphs* (model and
+//! text files). What is specific to a kind — how an upload is checked and
+//! prepared, what is stored with it, what changes once it is committed or
+//! deleted, how it is listed, which names the manifest makes public — is
+//! its [`Kind`]; everything else is written once here: name checks, the
+//! public read-only namespace, the upload slots, the quota check, the blob
+//! and record commit, listing, reading and deleting. The HTTP layer mounts
+//! one set of handlers per kind.
+
+use serde::de::DeserializeOwned;
 
 #[allow(unused_imports, reason = "the service's shared imports")]
 use super::*;
 
-impl Service {
-    // ---- components -----------------------------------------------------
+/// What is specific to one kind of upload (see the module docs).
+pub trait Kind: Send + Sync + 'static {
+    /// The upload's configuration (the `config` part).
+    type Config: DeserializeOwned + Default + Send + 'static;
+    /// A listing entry.
+    type Info: Serialize + Send + 'static;
+    /// What [`Kind::prepare`] hands to [`Kind::committed`].
+    type Prepared: Send;
+    /// The store's table.
+    const STORE: ObjectKind;
+    /// The kind's name in messages (`component`).
+    const NOUN: &'static str;
+    /// Its plural, the key of listings (`components`).
+    const PLURAL: &'static str;
 
-    /// Upload (or replace) `tenant`'s component `name`. Validated, compiled,
-    /// linked, tried (one instance configured), then committed and swapped
-    /// in; the tried instance becomes the first warm one.
-    pub async fn put_component(
+    /// Whether the manifest declares `name` (public, read-only).
+    fn is_public(service: &Service, name: &str) -> bool;
+    /// The manifest's names of this kind.
+    fn public_names(service: &Service) -> Vec<String>;
+    /// A public object's listing entry.
+    fn public_info(service: &Service, name: &str) -> Option<Self::Info>;
+    /// A tenant's object's listing entry.
+    fn own_info(rec: &ObjectRecord) -> Self::Info;
+    /// The version a listing entry shows (1 for a first upload).
+    fn version(info: &Self::Info) -> u64;
+    /// Cheap checks before the quota is looked at.
+    fn check(bytes: &[u8], config: &Self::Config) -> Result<(), ServiceError>;
+    /// Validate and make ready; returns what commit needs and the metadata
+    /// JSON stored with the record.
+    fn prepare(
+        service: &Service,
+        tenant: &Tenant,
+        name: &str,
+        bytes: &[u8],
+        config: Self::Config,
+    ) -> Result<(Self::Prepared, String), ServiceError>;
+    /// The record is committed: switch what serves it.
+    fn committed(
+        service: &Service,
+        tenant: &Tenant,
+        name: &str,
+        rec: &ObjectRecord,
+        prepared: Self::Prepared,
+    );
+    /// The record is deleted: forget what served it.
+    fn deleted(service: &Service, tenant: &Tenant, name: &str);
+}
+
+impl Service {
+    /// Upload (or replace) `tenant`'s object `name` of kind `K`: checked,
+    /// prepared (for a component: compiled, linked and tried), then
+    /// committed and switched in. One upload slot is held throughout.
+    pub async fn put<K: Kind>(
         self: &Arc<Self>,
         tenant: &Tenant,
         name: &str,
         bytes: bytes::Bytes,
-        config: ComponentConfig,
-    ) -> Result<ComponentInfo, ServiceError> {
-        check_name(name).map_err(|e| ServiceError::BadRequest(format!("component {e}")))?;
-        if self.registry.manifest().components.contains_key(name) {
+        config: K::Config,
+    ) -> Result<K::Info, ServiceError> {
+        check_name(name).map_err(|e| ServiceError::BadRequest(format!("{} {e}", K::NOUN)))?;
+        if K::is_public(self, name) {
             return Err(ServiceError::Forbidden(format!(
-                "`{name}` is a public component; choose another name"
+                "`{name}` is a public {}; choose another name",
+                K::NOUN
             )));
         }
         let _slot = self
@@ -32,22 +89,58 @@ impl Service {
         let this = self.clone();
         let tenant = tenant.clone();
         let name = name.to_string();
-        tokio::task::spawn_blocking(move || {
-            this.put_component_blocking(&tenant, &name, &bytes, config)
-        })
-        .await
-        .map_err(|e| ServiceError::Internal(format!("the upload task failed: {e}")))?
+        tokio::task::spawn_blocking(move || this.put_blocking::<K>(&tenant, &name, &bytes, config))
+            .await
+            .map_err(|e| ServiceError::Internal(format!("the upload task failed: {e}")))?
     }
 
-    pub(super) fn precheck_quota(
+    fn put_blocking<K: Kind>(
+        &self,
+        tenant: &Tenant,
+        name: &str,
+        bytes: &[u8],
+        config: K::Config,
+    ) -> Result<K::Info, ServiceError> {
+        K::check(bytes, &config)?;
+        self.precheck_quota(tenant, K::STORE, name, bytes.len() as u64)?;
+        let (prepared, meta) = K::prepare(self, tenant, name, bytes, config)?;
+        let store = self.store()?;
+        let pin = store.write_blob(bytes)?;
+        let rec = store.put_object(
+            &tenant.name,
+            K::STORE,
+            name,
+            &pin,
+            bytes.len() as u64,
+            &meta,
+        )?;
+        drop(pin);
+        K::committed(self, tenant, name, &rec, prepared);
+        self.collect_garbage();
+        tracing::info!(
+            target: "nboost::service",
+            tenant = %tenant.name,
+            kind = K::NOUN,
+            name,
+            version = rec.version,
+            digest = %rec.digest,
+            "object uploaded"
+        );
+        Ok(K::own_info(&rec))
+    }
+
+    /// The one quota check of every upload: count (for a new name) and
+    /// bytes (the old version's size is given back).
+    fn precheck_quota(
         &self,
         tenant: &Tenant,
         kind: ObjectKind,
         name: &str,
         size: u64,
     ) -> Result<(), ServiceError> {
-        let used = self.store()?.usage(&tenant.name)?;
-        let old = self.store()?.object(&tenant.name, kind, name)?;
+        let store = self.store()?;
+        let used = store.usage(&tenant.name)?;
+        let old = store.object(&tenant.name, kind, name)?;
         let q = &tenant.quotas;
         if old.is_none() {
             let (n, max, what) = match kind {
@@ -70,343 +163,46 @@ impl Service {
         Ok(())
     }
 
-    pub(super) fn put_component_blocking(
-        &self,
-        tenant: &Tenant,
-        name: &str,
-        bytes: &[u8],
-        config: ComponentConfig,
-    ) -> Result<ComponentInfo, ServiceError> {
-        for g in config.graphs.iter().chain(config.setting_files.values()) {
-            check_name(g).map_err(|e| ServiceError::Unprocessable(format!("graph {e}")))?;
-        }
-        self.precheck_quota(tenant, ObjectKind::Component, name, bytes.len() as u64)?;
-        let (pre, report) = self
-            .prepare(tenant, name, bytes, &config)
-            .map_err(|e| match e {
-                ServiceError::Rerank(r) => upload_error(r),
-                other => other,
-            })?;
-        let trial = pre
-            .instantiate(self.registry.engine())
-            .map_err(upload_error)?;
-        let stored = StoredComponent {
-            config,
-            world: report.world.to_string(),
-            export: report.reranker_export.clone(),
-            model: serde_json::to_value(trial.info()).ok(),
-        };
-        let meta =
-            serde_json::to_string(&stored).map_err(|e| ServiceError::Internal(e.to_string()))?;
-        let pin = self.store()?.write_blob(bytes)?;
-        let rec = self.store()?.put_object(
-            &tenant.name,
-            ObjectKind::Component,
-            name,
-            &pin,
-            bytes.len() as u64,
-            &meta,
-        )?;
-        drop(pin);
-        // Swap: new calls get the new version; calls in flight keep theirs.
-        let live = Arc::new(Live::new(pre, self));
-        live.checkin(trial);
-        let ident = Ident {
-            version: rec.version,
-            deadline_ms: tenant.quotas.deadline_ms,
-            memory_mib: tenant.quotas.memory_mib,
-        };
-        {
-            let mut catalog = self.catalog.lock().unwrap_or_else(|e| e.into_inner());
-            let key = (tenant.name.clone(), Owner::Tenant, name.to_string());
-            let newer = catalog
-                .get(&key)
-                .is_none_or(|s| s.ident.version <= rec.version);
-            if newer {
-                catalog.insert(
-                    key,
-                    Slot {
-                        ident,
-                        cell: Arc::new(OnceCell::with_value(live)),
-                    },
-                );
-            }
-        }
-        self.collect_garbage();
-        tracing::info!(
-            target: "nboost::service",
-            tenant = %tenant.name,
-            component = name,
-            version = rec.version,
-            digest = %rec.digest,
-            "component uploaded"
-        );
-        Ok(own_component_info(&rec))
-    }
-
-    /// `tenant`'s own components, then the public ones it does not shadow.
-    pub fn list_components(&self, tenant: &Tenant) -> Result<Vec<ComponentInfo>, ServiceError> {
-        let mut out: Vec<ComponentInfo> = self
-            .store()?
-            .objects(&tenant.name, ObjectKind::Component)?
-            .iter()
-            .map(own_component_info)
-            .collect();
-        for name in self.registry.manifest().components.keys() {
-            if !out.iter().any(|c| &c.name == name) {
-                out.push(self.public_component_info(name));
+    /// `tenant`'s own objects of kind `K`, then the public ones it does not
+    /// shadow.
+    pub fn list<K: Kind>(&self, tenant: &Tenant) -> Result<Vec<K::Info>, ServiceError> {
+        let own = self.store()?.objects(&tenant.name, K::STORE)?;
+        let mut out: Vec<K::Info> = own.iter().map(K::own_info).collect();
+        for name in K::public_names(self) {
+            if !own.iter().any(|r| r.name == name) {
+                out.extend(K::public_info(self, &name));
             }
         }
         Ok(out)
     }
 
-    /// One component in `tenant`'s view.
-    pub fn component(&self, tenant: &Tenant, name: &str) -> Result<ComponentInfo, ServiceError> {
-        match self.resolve(tenant, name)? {
-            (_, Some(rec)) => Ok(own_component_info(&rec)),
-            (_, None) => Ok(self.public_component_info(name)),
+    /// One object in `tenant`'s view: its own, else a public one.
+    pub fn get<K: Kind>(&self, tenant: &Tenant, name: &str) -> Result<K::Info, ServiceError> {
+        if let Some(rec) = self.store()?.object(&tenant.name, K::STORE, name)? {
+            return Ok(K::own_info(&rec));
         }
-    }
-
-    pub(super) fn public_component_info(&self, name: &str) -> ComponentInfo {
-        if let Some(info) = self
-            .public_info
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(name)
-        {
-            return info.clone();
-        }
-        let entry = &self.registry.manifest().components[name];
-        let report = std::fs::read(&entry.path)
-            .ok()
-            .and_then(|b| validate_component(&b, usize::MAX).ok());
-        let info = ComponentInfo {
-            name: name.to_string(),
-            owner: Owner::Public,
-            version: 1,
-            digest: report.as_ref().map(|r| r.sha256.clone()),
-            size: report.as_ref().map(|r| r.size as u64),
-            world: report.as_ref().map(|r| r.world.to_string()),
-            description: entry.description.clone(),
-            graphs: entry.graphs.clone(),
-            model: None,
-            config: None,
-            created_at: None,
-        };
-        if report.is_some() {
-            self.public_info
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(name.to_string(), info.clone());
-        }
-        info
-    }
-
-    /// Delete `tenant`'s own component `name`. Public components cannot be
-    /// deleted (403); anything else the tenant does not own is 404.
-    pub fn delete_component(&self, tenant: &Tenant, name: &str) -> Result<(), ServiceError> {
-        if self
-            .store()?
-            .delete_object(&tenant.name, ObjectKind::Component, name)?
-        {
-            self.catalog
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&(tenant.name.clone(), Owner::Tenant, name.to_string()));
-            self.collect_garbage();
-            return Ok(());
-        }
-        if self.registry.manifest().components.contains_key(name) {
-            return Err(ServiceError::Forbidden(format!(
-                "`{name}` is a public component; only the operator can remove it"
-            )));
-        }
-        Err(ServiceError::NotFound {
-            kind: "component",
+        K::public_info(self, name).ok_or_else(|| ServiceError::NotFound {
+            kind: K::NOUN,
             name: name.to_string(),
         })
     }
 
-    // ---- graphs ---------------------------------------------------------
-
-    /// Upload (or replace) `tenant`'s graph `name`. An `onnx` graph is
-    /// loaded by the back-end first (so a broken model is refused now, and
-    /// the first call does not pay for loading it); a `text` one must be
-    /// UTF-8. The tenant's components are rebuilt on their next call.
-    pub async fn put_graph(
-        self: &Arc<Self>,
-        tenant: &Tenant,
-        name: &str,
-        bytes: bytes::Bytes,
-        config: GraphConfig,
-    ) -> Result<GraphInfo, ServiceError> {
-        check_name(name).map_err(|e| ServiceError::BadRequest(format!("graph {e}")))?;
-        if self
-            .registry
-            .manifest()
-            .graphs
-            .iter()
-            .any(|g| g.name == name)
-        {
-            return Err(ServiceError::Forbidden(format!(
-                "`{name}` is a public graph; choose another name"
-            )));
-        }
-        let _slot = self
-            .uploads
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| ServiceError::Internal("the upload pool is closed".into()))?;
-        let this = self.clone();
-        let tenant = tenant.clone();
-        let name = name.to_string();
-        tokio::task::spawn_blocking(move || this.put_graph_blocking(&tenant, &name, &bytes, config))
-            .await
-            .map_err(|e| ServiceError::Internal(format!("the upload task failed: {e}")))?
-    }
-
-    pub(super) fn put_graph_blocking(
-        &self,
-        tenant: &Tenant,
-        name: &str,
-        bytes: &[u8],
-        config: GraphConfig,
-    ) -> Result<GraphInfo, ServiceError> {
-        if bytes.is_empty() {
-            return Err(ServiceError::Unprocessable(
-                "the graph file is empty".into(),
-            ));
-        }
-        self.precheck_quota(tenant, ObjectKind::Graph, name, bytes.len() as u64)?;
-        let loaded = match config.format {
-            GraphFormat::Onnx => Some(self.registry.nn().load_graph_bytes(name, bytes).map_err(
-                |e| ServiceError::Unprocessable(format!("the graph cannot be loaded: {e}")),
-            )?),
-            GraphFormat::Text => {
-                std::str::from_utf8(bytes).map_err(|e| {
-                    ServiceError::Unprocessable(format!("a `text` graph must be UTF-8: {e}"))
-                })?;
-                None
-            }
-        };
-        let meta =
-            serde_json::to_string(&config).map_err(|e| ServiceError::Internal(e.to_string()))?;
-        let pin = self.store()?.write_blob(bytes)?;
-        let rec = self.store()?.put_object(
-            &tenant.name,
-            ObjectKind::Graph,
-            name,
-            &pin,
-            bytes.len() as u64,
-            &meta,
-        )?;
-        drop(pin);
-        {
-            let mut graphs = self.graphs.lock().unwrap_or_else(|e| e.into_inner());
-            let key = (tenant.name.clone(), name.to_string());
-            match loaded {
-                Some(g) => {
-                    graphs.insert(key, (rec.version, g));
-                }
-                None => {
-                    graphs.remove(&key);
-                }
-            }
-        }
-        self.invalidate_own(&tenant.name);
-        self.collect_garbage();
-        tracing::info!(
-            target: "nboost::service",
-            tenant = %tenant.name,
-            graph = name,
-            version = rec.version,
-            digest = %rec.digest,
-            "graph uploaded"
-        );
-        Ok(own_graph_info(&rec))
-    }
-
-    /// `tenant`'s own graphs, then the public ones.
-    pub fn list_graphs(&self, tenant: &Tenant) -> Result<Vec<GraphInfo>, ServiceError> {
-        let mut out: Vec<GraphInfo> = self
-            .store()?
-            .objects(&tenant.name, ObjectKind::Graph)?
-            .iter()
-            .map(own_graph_info)
-            .collect();
-        for spec in &self.registry.manifest().graphs {
-            if !out.iter().any(|g| g.name == spec.name) {
-                out.extend(self.public_graph_info(&spec.name));
-            }
-        }
-        Ok(out)
-    }
-
-    /// One graph in `tenant`'s view.
-    pub fn graph(&self, tenant: &Tenant, name: &str) -> Result<GraphInfo, ServiceError> {
-        if let Some(rec) = self
-            .store()?
-            .object(&tenant.name, ObjectKind::Graph, name)?
-        {
-            return Ok(own_graph_info(&rec));
-        }
-        self.public_graph_info(name)
-            .ok_or_else(|| ServiceError::NotFound {
-                kind: "graph",
-                name: name.to_string(),
-            })
-    }
-
-    pub(super) fn public_graph_info(&self, name: &str) -> Option<GraphInfo> {
-        let spec = self
-            .registry
-            .manifest()
-            .graphs
-            .iter()
-            .find(|g| g.name == name)?;
-        Some(GraphInfo {
-            name: name.to_string(),
-            owner: Owner::Public,
-            version: 1,
-            digest: spec.sha256.clone(),
-            size: std::fs::metadata(&spec.path).ok().map(|m| m.len()),
-            format: GraphFormat::Onnx,
-            description: None,
-            created_at: None,
-        })
-    }
-
-    /// Delete `tenant`'s own graph `name` (403 for public ones, 404 for
-    /// anything else it does not own). Components that use it fail on
-    /// their next call until it is uploaded again.
-    pub fn delete_graph(&self, tenant: &Tenant, name: &str) -> Result<(), ServiceError> {
-        if self
-            .store()?
-            .delete_object(&tenant.name, ObjectKind::Graph, name)?
-        {
-            self.graphs
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&(tenant.name.clone(), name.to_string()));
-            self.invalidate_own(&tenant.name);
+    /// Delete `tenant`'s own object `name`. Public ones cannot be deleted
+    /// (403); anything else the tenant does not own is 404.
+    pub fn delete<K: Kind>(&self, tenant: &Tenant, name: &str) -> Result<(), ServiceError> {
+        if self.store()?.delete_object(&tenant.name, K::STORE, name)? {
+            K::deleted(self, tenant, name);
             self.collect_garbage();
             return Ok(());
         }
-        if self
-            .registry
-            .manifest()
-            .graphs
-            .iter()
-            .any(|g| g.name == name)
-        {
+        if K::is_public(self, name) {
             return Err(ServiceError::Forbidden(format!(
-                "`{name}` is a public graph; only the operator can remove it"
+                "`{name}` is a public {}; only the operator can remove it",
+                K::NOUN
             )));
         }
         Err(ServiceError::NotFound {
-            kind: "graph",
+            kind: K::NOUN,
             name: name.to_string(),
         })
     }
