@@ -6,8 +6,6 @@
 //! `Config`, `Manifest`), the plugin's (`Timeout`, `OutOfMemory`,
 //! `GuestFault`, `Guest`) or the host's model back-end (`Backend`).
 
-use crate::sandbox::GuestError;
-
 /// Why a rerank (or a component load) failed.
 #[derive(Debug, thiserror::Error)]
 pub enum RerankError {
@@ -91,4 +89,22 @@ impl RerankError {
                 | Self::Guest(GuestError::InvalidInput(_))
         )
     }
+}
+
+/// The plugin's own error, as the WIT `error` variant defines it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize)]
+#[serde(tag = "kind", content = "message", rename_all = "kebab-case")]
+pub enum GuestError {
+    /// The request cannot be scored as given.
+    #[error("the plugin rejected the input: {0}")]
+    InvalidInput(String),
+    /// Bad settings, or `score` before a successful `configure`.
+    #[error("the plugin is misconfigured: {0}")]
+    InvalidConfig(String),
+    /// The plugin's model back-end failed.
+    #[error("the plugin's model back-end failed: {0}")]
+    Backend(String),
+    /// Any other plugin failure.
+    #[error("the plugin failed: {0}")]
+    Internal(String),
 }

@@ -22,13 +22,14 @@
 //! * [`sandbox`]: the wasmtime engine, per-call limits, the capability-free
 //!   WASI context, the validator, bounded async calls into a plugin.
 //! * [`nn`]: named graphs, the one wasi-nn adapter and the back-ends.
-//! * leaves: [`digest`], [`meter`], [`error`].
+//! * leaves: [`digest`], [`meter`], [`names`], [`error`].
 //! * [`eval`]: retrieval-quality evaluation (BM25 first stage + reranker).
 
 pub mod digest;
 pub mod error;
 pub mod eval;
 pub mod meter;
+pub mod names;
 pub mod nn;
 pub mod registry;
 pub mod sandbox;

@@ -20,33 +20,8 @@
 //! instances ([`NnHost`]). `WasiNnCtx` keys back-ends by encoding, so one host
 //! uses one ONNX back-end ([`BackendKind`]) for all its graphs.
 
-/// The witx-era entry points `set-input` / `get-output`, which nboost does
-/// not offer: with the WIT API, inputs go to `compute` and outputs come back
-/// from it. Expands to both methods of `BackendExecutionContext`.
-macro_rules! compute_only {
-    () => {
-        fn set_input(
-            &mut self,
-            _id: wasmtime_wasi_nn::backend::Id,
-            _tensor: &wasmtime_wasi_nn::Tensor,
-        ) -> Result<(), wasmtime_wasi_nn::backend::BackendError> {
-            Err($crate::nn::invalid(
-                "set-input is not supported; pass inputs to compute".into(),
-            ))
-        }
-
-        fn get_output(
-            &mut self,
-            _id: wasmtime_wasi_nn::backend::Id,
-        ) -> Result<wasmtime_wasi_nn::Tensor, wasmtime_wasi_nn::backend::BackendError> {
-            Err($crate::nn::invalid(
-                "get-output is not supported; use compute's result".into(),
-            ))
-        }
-    };
-}
-
 pub mod adapter;
+pub mod backend;
 pub mod compute;
 pub mod tract;
 

@@ -29,15 +29,17 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
-use std::sync::{Condvar, Mutex};
+use std::sync::{Arc, Mutex};
 
 use openvino::{
     CompiledModel, Core, DeviceType, ElementType, InferRequest, Node, RwPropertyKey, Shape,
     Tensor as OvTensor,
 };
-use wasmtime_wasi_nn::backend::{BackendError, BackendExecutionContext, BackendGraph, NamedTensor};
+use wasmtime_wasi_nn::backend::{BackendError, NamedTensor};
 use wasmtime_wasi_nn::wit::TensorType;
-use wasmtime_wasi_nn::{ExecutionContext, Graph, Tensor as NnTensor};
+use wasmtime_wasi_nn::{Graph, Tensor as NnTensor};
+
+use super::backend::{library_file, runner_graph, Pool, Runner};
 
 use super::{
     backend_failure, bytes_to_f32, bytes_to_i64, invalid, GraphLoader, GraphSignature, NnOptions,
@@ -82,10 +84,7 @@ fn guarded<T>(what: &str, f: impl FnOnce() -> Result<T, String>) -> Result<T, St
 /// The `libopenvino_c.so` to open: in the flag's (or `OPENVINO_LIB_DIR`'s)
 /// directory, else wherever `openvino-finder` finds one.
 fn library_path(options: &NnOptions) -> Result<PathBuf, RerankError> {
-    let dir = options
-        .openvino_library
-        .clone()
-        .or_else(|| std::env::var_os("OPENVINO_LIB_DIR").map(PathBuf::from));
+    let dir = library_file(options.openvino_library.as_ref(), "OPENVINO_LIB_DIR", "")?;
     let Some(dir) = dir else {
         let found = catch_unwind(openvino_sys::library::find).ok().flatten();
         return found.ok_or_else(|| {
@@ -306,97 +305,31 @@ impl GraphLoader for OpenvinoLoader {
             let first = compiled
                 .create_infer_request()
                 .map_err(|e| format!("cannot create an OpenVINO inference request: {e}"))?;
-            let graph = Graph::from(Box::new(OpenvinoGraph {
-                inner: std::sync::Arc::new(Pool {
-                    compiled: Mutex::new(compiled),
-                    signature: signature.clone(),
-                    state: Mutex::new(PoolState {
-                        free: vec![first],
-                        created: 1,
-                    }),
-                    returned: Condvar::new(),
+            // `&mut` only to create requests; inference never locks it.
+            let compiled = Arc::new(Mutex::new(compiled));
+            let runner = Arc::new(OpenvinoRunner {
+                signature: signature.clone(),
+                requests: Pool::new(first, MAX_REQUESTS_PER_GRAPH, move || {
+                    guarded("creating an inference request", || {
+                        compiled
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .create_infer_request()
+                            .map_err(|e| e.to_string())
+                    })
                 }),
-            }) as Box<dyn BackendGraph>);
-            Ok((graph, signature))
+            });
+            Ok((runner_graph(runner, signature.clone()), signature))
         })
     }
 }
 
-struct PoolState {
-    free: Vec<InferRequest>,
-    created: usize,
-}
-
-/// A graph's compiled model and its inference requests.
-struct Pool {
-    /// Used only to create requests (`&mut`); inference never locks it.
-    compiled: Mutex<CompiledModel>,
+/// A graph's inference requests (sharing the compiled model).
+struct OpenvinoRunner {
     signature: GraphSignature,
-    state: Mutex<PoolState>,
-    returned: Condvar,
+    requests: Pool<InferRequest>,
 }
 
-impl Pool {
-    fn take(&self) -> Result<InferRequest, BackendError> {
-        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        loop {
-            if let Some(r) = st.free.pop() {
-                return Ok(r);
-            }
-            if st.created < MAX_REQUESTS_PER_GRAPH {
-                st.created += 1;
-                drop(st);
-                return guarded("creating an inference request", || {
-                    self.compiled
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .create_infer_request()
-                        .map_err(|e| e.to_string())
-                })
-                .map_err(|e| {
-                    self.forget();
-                    backend_failure("cannot create an OpenVINO inference request", e)
-                });
-            }
-            st = self.returned.wait(st).unwrap_or_else(|e| e.into_inner());
-        }
-    }
-
-    fn give_back(&self, r: InferRequest) {
-        self.state
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .free
-            .push(r);
-        self.returned.notify_one();
-    }
-
-    /// A request was not created, or was dropped after a panic: free its slot.
-    fn forget(&self) {
-        self.state.lock().unwrap_or_else(|e| e.into_inner()).created -= 1;
-        self.returned.notify_one();
-    }
-}
-
-struct OpenvinoGraph {
-    inner: std::sync::Arc<Pool>,
-}
-
-impl BackendGraph for OpenvinoGraph {
-    fn init_execution_context(&self) -> Result<ExecutionContext, BackendError> {
-        Ok(ExecutionContext::from(Box::new(OpenvinoContext {
-            pool: self.inner.clone(),
-        })
-            as Box<dyn BackendExecutionContext>))
-    }
-}
-
-struct OpenvinoContext {
-    pool: std::sync::Arc<Pool>,
-}
-
-/// A guest tensor as an OpenVINO tensor of the graph input's element type
-/// (`i32` data widened for an `i64` input).
 fn to_ov(t: &NnTensor, spec: &TensorSpec) -> Result<OvTensor, BackendError> {
     let ov = |e: openvino::InferenceError| backend_failure("cannot build an OpenVINO tensor", e);
     let dims: Vec<i64> = t.dimensions.iter().map(|d| i64::from(*d)).collect();
@@ -522,15 +455,9 @@ fn infer(
     Ok(named)
 }
 
-impl BackendExecutionContext for OpenvinoContext {
-    compute_only!();
-
-    fn compute(
-        &mut self,
-        inputs: Option<Vec<NamedTensor>>,
-    ) -> Result<Option<Vec<NamedTensor>>, BackendError> {
-        let sig = &self.pool.signature;
-        let ordered = sig.order_inputs(inputs.unwrap_or_default())?;
+impl Runner for OpenvinoRunner {
+    fn run(&self, ordered: &[NnTensor]) -> Result<Vec<NamedTensor>, BackendError> {
+        let sig = &self.signature;
         let tensors = catch_unwind(AssertUnwindSafe(|| {
             ordered
                 .iter()
@@ -544,18 +471,14 @@ impl BackendExecutionContext for OpenvinoContext {
                 panic_message(&*p),
             ))
         })?;
-        drop(ordered);
-        let mut request = self.pool.take()?;
-        match catch_unwind(AssertUnwindSafe(|| infer(&mut request, &tensors, sig))) {
-            Ok(result) => {
-                self.pool.give_back(request);
-                result
-                    .map(Some)
-                    .map_err(|e| backend_failure("OpenVINO inference failed", e))
-            }
+        let mut request = self
+            .requests
+            .take()
+            .map_err(|e| backend_failure("cannot create an OpenVINO inference request", e))?;
+        match catch_unwind(AssertUnwindSafe(|| infer(request.get(), &tensors, sig))) {
+            Ok(result) => result.map_err(|e| backend_failure("OpenVINO inference failed", e)),
             Err(p) => {
-                drop(request);
-                self.pool.forget();
+                request.discard();
                 Err(backend_failure(
                     "OpenVINO inference failed",
                     format!("the bindings panicked: {}", panic_message(&*p)),

@@ -14,16 +14,18 @@
 
 use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
 
 use ort::execution_providers::{CUDAExecutionProvider, ExecutionProvider};
 use ort::session::builder::GraphOptimizationLevel;
 use ort::session::{Session, SessionInputValue};
 use ort::tensor::TensorElementType;
 use ort::value::{DynValue, Tensor, ValueType};
-use wasmtime_wasi_nn::backend::{BackendError, BackendExecutionContext, BackendGraph, NamedTensor};
+use wasmtime_wasi_nn::backend::{BackendError, NamedTensor};
 use wasmtime_wasi_nn::wit::TensorType;
-use wasmtime_wasi_nn::{ExecutionContext, Graph, Tensor as NnTensor};
+use wasmtime_wasi_nn::{Graph, Tensor as NnTensor};
+
+use super::backend::{library_file, runner_graph, Pool, Runner};
 
 use super::{
     backend_failure, bytes_to_f32, bytes_to_i64, f32_tensor, i64_tensor, invalid, GraphLoader,
@@ -35,6 +37,7 @@ use crate::RerankError;
 const MAX_SESSIONS_PER_GRAPH: usize = 4;
 
 /// Loads graphs into ONNX Runtime sessions.
+#[derive(Clone, Copy)]
 pub struct OrtLoader {
     threads: usize,
     target: Target,
@@ -42,17 +45,13 @@ pub struct OrtLoader {
 
 /// The library path `ort` should open: the flag, else `ORT_DYLIB_PATH`.
 fn library_path(options: &NnOptions) -> Result<PathBuf, RerankError> {
-    let path = options
-        .ort_library
-        .clone()
-        .or_else(|| std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from))
-        .ok_or_else(|| {
-            RerankError::Backend(
-                "the ONNX Runtime back-end needs libonnxruntime.so: pass --ort-library PATH or set \
-                 ORT_DYLIB_PATH (the PyPI `onnxruntime` wheel ships it under onnxruntime/capi/)"
-                    .into(),
-            )
-        })?;
+    let path = library_file(
+        options.ort_library.as_ref(),
+        "ORT_DYLIB_PATH",
+        "the ONNX Runtime back-end needs libonnxruntime.so: pass --ort-library PATH or set \
+         ORT_DYLIB_PATH (the PyPI `onnxruntime` wheel ships it under onnxruntime/capi/)",
+    )?
+    .unwrap_or_default();
     if !path.is_file() {
         return Err(RerankError::Backend(format!(
             "ONNX Runtime library {} does not exist",
@@ -156,83 +155,23 @@ impl GraphLoader for OrtLoader {
                 .map(|o| spec(&o.name, &o.output_type))
                 .collect::<Result<_, _>>()?,
         };
-        let graph = Graph::from(Box::new(OrtGraph {
-            inner: Arc::new(Pool {
-                loader: OrtLoader {
-                    threads: self.threads,
-                    target: self.target,
-                },
-                model: bytes.to_vec(),
-                signature: signature.clone(),
-                state: Mutex::new(PoolState {
-                    free: vec![first],
-                    created: 1,
-                }),
-                returned: Condvar::new(),
+        let loader = *self;
+        let model = bytes.to_vec();
+        let runner = Arc::new(OrtRunner {
+            signature: signature.clone(),
+            sessions: Pool::new(first, MAX_SESSIONS_PER_GRAPH, move || {
+                loader.session(&model)
             }),
-        }) as Box<dyn BackendGraph>);
+        });
+        let graph = runner_graph(runner, signature.clone());
         Ok((graph, signature))
     }
 }
 
-struct PoolState {
-    free: Vec<Session>,
-    created: usize,
-}
-
-/// A graph's sessions.
-struct Pool {
-    loader: OrtLoader,
-    model: Vec<u8>,
+/// A graph's sessions (each holds a copy of the weights).
+struct OrtRunner {
     signature: GraphSignature,
-    state: Mutex<PoolState>,
-    returned: Condvar,
-}
-
-impl Pool {
-    fn take(&self) -> Result<Session, BackendError> {
-        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        loop {
-            if let Some(s) = st.free.pop() {
-                return Ok(s);
-            }
-            if st.created < MAX_SESSIONS_PER_GRAPH {
-                st.created += 1;
-                drop(st);
-                return self.loader.session(&self.model).map_err(|e| {
-                    self.state.lock().unwrap_or_else(|e| e.into_inner()).created -= 1;
-                    backend_failure("cannot create an ONNX Runtime session", e)
-                });
-            }
-            st = self.returned.wait(st).unwrap_or_else(|e| e.into_inner());
-        }
-    }
-
-    fn give_back(&self, s: Session) {
-        self.state
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .free
-            .push(s);
-        self.returned.notify_one();
-    }
-}
-
-struct OrtGraph {
-    inner: Arc<Pool>,
-}
-
-impl BackendGraph for OrtGraph {
-    fn init_execution_context(&self) -> Result<ExecutionContext, BackendError> {
-        Ok(ExecutionContext::from(Box::new(OrtContext {
-            pool: self.inner.clone(),
-        })
-            as Box<dyn BackendExecutionContext>))
-    }
-}
-
-struct OrtContext {
-    pool: Arc<Pool>,
+    sessions: Pool<Session>,
 }
 
 fn to_ort(t: &NnTensor, spec: &TensorSpec) -> ort::Result<DynValue> {
@@ -247,8 +186,8 @@ fn to_ort(t: &NnTensor, spec: &TensorSpec) -> ort::Result<DynValue> {
     })
 }
 
-impl OrtContext {
-    fn run(
+impl OrtRunner {
+    fn run_session(
         &self,
         session: &mut Session,
         values: Vec<(String, DynValue)>,
@@ -256,8 +195,8 @@ impl OrtContext {
         let inputs: Vec<(String, SessionInputValue<'_>)> =
             values.into_iter().map(|(n, v)| (n, v.into())).collect();
         let outputs = session.run(inputs).map_err(|e| e.to_string())?;
-        let mut named = Vec::with_capacity(self.pool.signature.outputs.len());
-        for spec in &self.pool.signature.outputs {
+        let mut named = Vec::with_capacity(self.signature.outputs.len());
+        for spec in &self.signature.outputs {
             let value = &outputs[spec.name.as_str()];
             let tensor = match spec.ty {
                 TensorType::I64 => {
@@ -284,26 +223,19 @@ impl OrtContext {
     }
 }
 
-impl BackendExecutionContext for OrtContext {
-    compute_only!();
-
-    fn compute(
-        &mut self,
-        inputs: Option<Vec<NamedTensor>>,
-    ) -> Result<Option<Vec<NamedTensor>>, BackendError> {
-        let sig = &self.pool.signature;
-        let ordered = sig.order_inputs(inputs.unwrap_or_default())?;
+impl Runner for OrtRunner {
+    fn run(&self, ordered: &[NnTensor]) -> Result<Vec<NamedTensor>, BackendError> {
         let values = ordered
             .iter()
-            .zip(&sig.inputs)
+            .zip(&self.signature.inputs)
             .map(|(t, spec)| to_ort(t, spec).map(|v| (spec.name.clone(), v)))
             .collect::<ort::Result<Vec<_>>>()
             .map_err(|e| invalid(e.to_string()))?;
-        let mut session = self.pool.take()?;
-        let result = self.run(&mut session, values);
-        self.pool.give_back(session);
-        result
-            .map(Some)
+        let mut session = self
+            .sessions
+            .take()
+            .map_err(|e| backend_failure("cannot create an ONNX Runtime session", e))?;
+        self.run_session(session.get(), values)
             .map_err(|e| backend_failure("ONNX Runtime inference failed", e))
     }
 }

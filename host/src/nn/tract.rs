@@ -14,10 +14,11 @@
 use std::sync::Arc;
 
 use tract_onnx::prelude::*;
-use wasmtime_wasi_nn::backend::{BackendError, BackendExecutionContext, BackendGraph, NamedTensor};
+use wasmtime_wasi_nn::backend::{BackendError, NamedTensor};
 use wasmtime_wasi_nn::wit::TensorType;
-use wasmtime_wasi_nn::{ExecutionContext, Graph, Tensor as NnTensor};
+use wasmtime_wasi_nn::{Graph, Tensor as NnTensor};
 
+use super::backend::{runner_graph, Runner};
 use super::{
     backend_failure, bytes_to_f32, bytes_to_i64, f32_tensor, i64_tensor, invalid, GraphLoader,
     GraphSignature, NnOptions, TensorSpec,
@@ -60,14 +61,12 @@ impl GraphLoader for TractLoader {
             .into_optimized()
             .and_then(|m| m.into_runnable())
             .map_err(|e| format!("tract cannot optimise the graph: {e:#}"))?;
-        let graph = Graph::from(Box::new(TractGraph {
-            inner: Arc::new(Inner {
-                plan,
-                signature: signature.clone(),
-                threads: if splittable { self.threads } else { 1 },
-            }),
-        }) as Box<dyn BackendGraph>);
-        Ok((graph, signature))
+        let runner = Arc::new(Inner {
+            plan,
+            signature: signature.clone(),
+            threads: if splittable { self.threads } else { 1 },
+        });
+        Ok((runner_graph(runner, signature.clone()), signature))
     }
 }
 
@@ -137,23 +136,6 @@ struct Inner {
     threads: usize,
 }
 
-struct TractGraph {
-    inner: Arc<Inner>,
-}
-
-impl BackendGraph for TractGraph {
-    fn init_execution_context(&self) -> Result<ExecutionContext, BackendError> {
-        Ok(ExecutionContext::from(Box::new(TractContext {
-            inner: self.inner.clone(),
-        })
-            as Box<dyn BackendExecutionContext>))
-    }
-}
-
-struct TractContext {
-    inner: Arc<Inner>,
-}
-
 fn to_tract(t: &NnTensor, spec: &TensorSpec) -> TractResult<Tensor> {
     let shape: Vec<usize> = t.dimensions.iter().map(|d| *d as usize).collect();
     match spec.ty {
@@ -186,7 +168,7 @@ fn from_tract(v: &Tensor) -> TractResult<NnTensor> {
 }
 
 impl Inner {
-    fn run(&self, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+    fn run_values(&self, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
         let batch = inputs
             .first()
             .map_or(0, |t| t.shape().first().copied().unwrap_or(0));
@@ -232,15 +214,9 @@ impl Inner {
     }
 }
 
-impl BackendExecutionContext for TractContext {
-    compute_only!();
-
-    fn compute(
-        &mut self,
-        inputs: Option<Vec<NamedTensor>>,
-    ) -> Result<Option<Vec<NamedTensor>>, BackendError> {
-        let sig = &self.inner.signature;
-        let ordered = sig.order_inputs(inputs.unwrap_or_default())?;
+impl Runner for Inner {
+    fn run(&self, ordered: &[NnTensor]) -> Result<Vec<NamedTensor>, BackendError> {
+        let sig = &self.signature;
         let values = ordered
             .iter()
             .zip(&sig.inputs)
@@ -248,10 +224,9 @@ impl BackendExecutionContext for TractContext {
             .collect::<TractResult<TVec<_>>>()
             .map_err(|e| invalid(format!("{e:#}")))?;
         let outputs = self
-            .inner
-            .run(values)
+            .run_values(values)
             .map_err(|e| backend_failure("tract inference failed", format!("{e:#}")))?;
-        let named = outputs
+        outputs
             .iter()
             .zip(&sig.outputs)
             .map(|(v, spec)| {
@@ -261,7 +236,6 @@ impl BackendExecutionContext for TractContext {
                 })
             })
             .collect::<TractResult<Vec<_>>>()
-            .map_err(|e| backend_failure("tract output conversion failed", format!("{e:#}")))?;
-        Ok(Some(named))
+            .map_err(|e| backend_failure("tract output conversion failed", format!("{e:#}")))
     }
 }

@@ -19,6 +19,7 @@
 //! limits = { deadline-ms = 5000 }                # narrows host limits
 //! ```
 
+use crate::names::check_name;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -99,27 +100,6 @@ pub struct Manifest {
     pub graphs: Vec<GraphSpec>,
     /// Declared components, by name.
     pub components: BTreeMap<String, ComponentEntry>,
-}
-
-/// Check a component or graph name: lowercase ASCII words separated by `-`.
-pub fn check_name(name: &str) -> Result<(), String> {
-    if name.is_empty() || name.len() > 64 {
-        return Err(format!("name `{name}` must be 1 to 64 characters"));
-    }
-    if let Some(c) = name
-        .chars()
-        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
-    {
-        return Err(format!(
-            "name `{name}` may only hold a-z, 0-9 and '-' (found {c:?})"
-        ));
-    }
-    if name.starts_with('-') || name.ends_with('-') || name.contains("--") {
-        return Err(format!(
-            "name `{name}`: words must be separated by a single '-'"
-        ));
-    }
-    Ok(())
 }
 
 fn setting_value(key: &str, v: &toml::Value) -> Result<String, String> {

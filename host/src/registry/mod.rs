@@ -20,8 +20,9 @@ use std::sync::{Arc, Mutex};
 use once_cell::sync::OnceCell;
 use wasmtime::component::{Component, Linker};
 
+pub use crate::names::check_name;
 pub use isolate::IsolatedCompiler;
-pub use manifest::{check_name, ComponentEntry, Manifest};
+pub use manifest::{ComponentEntry, Manifest};
 
 use crate::nn::{LoadedGraph, NnHost};
 use crate::sandbox::{

@@ -33,29 +33,12 @@ use wasmtime::{Store, Trap};
 
 use super::exec::{block_on, bounded, CancellationToken, Interrupted};
 use super::{HostState, SandboxEngine, SandboxLimits};
+pub use crate::error::GuestError;
 use crate::nn::{DeadlineExceeded, LoadedGraph, NnHost, OverBudget};
 use crate::RerankError;
 
 /// Longest guest string (error message, model name...) the host keeps.
 pub const MAX_GUEST_STRING: usize = 4096;
-
-/// The plugin's own error, as the WIT `error` variant defines it.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize)]
-#[serde(tag = "kind", content = "message", rename_all = "kebab-case")]
-pub enum GuestError {
-    /// The request cannot be scored as given.
-    #[error("the plugin rejected the input: {0}")]
-    InvalidInput(String),
-    /// Bad settings, or `score` before a successful `configure`.
-    #[error("the plugin is misconfigured: {0}")]
-    InvalidConfig(String),
-    /// The plugin's model back-end failed.
-    #[error("the plugin's model back-end failed: {0}")]
-    Backend(String),
-    /// Any other plugin failure.
-    #[error("the plugin failed: {0}")]
-    Internal(String),
-}
 
 /// What `configure` returned.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

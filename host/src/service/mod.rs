@@ -79,8 +79,9 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 use tracing::Instrument;
 
+use crate::names::check_name;
 use crate::nn::LoadedGraph;
-use crate::registry::{check_name, DynamicComponent, Registry};
+use crate::registry::{DynamicComponent, Registry};
 use crate::sandbox::exec::{block_on, CancellationToken};
 use crate::sandbox::{validate_component, LimitsOverride, Plugin, PluginPre, SandboxLimits};
 use crate::store::{ObjectKind, ObjectRecord, Store, StoreError, Tenant, TenantId};

@@ -36,7 +36,7 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 pub use blobs::Blobs;
 pub use keys::{hash_key, ApiKey};
 
-use crate::registry::check_name;
+use crate::names::check_name;
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
