@@ -24,7 +24,8 @@ pub use crate::names::check_name;
 pub use isolate::IsolatedCompiler;
 pub use manifest::{ComponentEntry, Manifest};
 
-use crate::nn::{LoadedGraph, NnHost};
+use crate::nn::NnHost;
+pub use crate::sandbox::PluginGraphs;
 use crate::sandbox::{
     self, validate::DEFAULT_MAX_COMPONENT_BYTES, validate_component, ComponentReport, HostState,
     PluginPre, SandboxEngine, SandboxLimits,
@@ -54,21 +55,24 @@ pub struct Registry {
     isolation: Option<IsolatedCompiler>,
 }
 
-/// A component that is not in the manifest (an upload): its bytes and how
-/// to run it. Graphs are already resolved and loaded by the caller, which
-/// decides what each name may reach (a tenant's own graphs, public ones).
+/// A component ready to prepare, whatever its source (a manifest entry, an
+/// upload, a file to check): its bytes and everything it runs with.
 #[derive(Debug)]
-pub struct DynamicComponent<'a> {
+pub struct Locked<'a> {
     /// Name used in messages and logs.
     pub name: &'a str,
     /// The `.wasm` file's bytes.
     pub bytes: &'a [u8],
+    /// The digest the bytes must have, if pinned.
+    pub pinned: Option<&'a str>,
     /// Limits every instance runs under (already narrowed by the caller).
     pub limits: SandboxLimits,
     /// Settings passed to `configure`.
     pub settings: Vec<(String, String)>,
-    /// The graphs its wasi-nn calls may load, by guest-visible name.
-    pub graphs: Vec<(String, LoadedGraph)>,
+    /// The graphs its wasi-nn calls may load.
+    pub graphs: PluginGraphs,
+    /// Untrusted (not the operator's): compile in the limited subprocess.
+    pub untrusted: bool,
 }
 
 /// How a component reached memory.
@@ -162,28 +166,13 @@ impl Registry {
         })
     }
 
+    /// A manifest entry: read its file and setting files, then the one
+    /// load path ([`Registry::prepare`]).
     fn load_component(&self, entry: &ComponentEntry) -> Result<PluginPre, RerankError> {
-        let invalid = |reason: String| RerankError::InvalidComponent {
+        let bytes = std::fs::read(&entry.path).map_err(|e| RerankError::InvalidComponent {
             name: entry.name.clone(),
-            reason,
-        };
-        let bytes = std::fs::read(&entry.path)
-            .map_err(|e| invalid(format!("cannot read {}: {e}", entry.path.display())))?;
-        let report = validate_component(&bytes, DEFAULT_MAX_COMPONENT_BYTES).map_err(&invalid)?;
-        if let Some(want) = &entry.sha256 {
-            if *want != report.sha256 {
-                return Err(invalid(format!(
-                    "{} has digest {}, the manifest pins {want}",
-                    entry.path.display(),
-                    report.sha256
-                )));
-            }
-        }
-        let (component, origin) = self.compile(&bytes, &report).map_err(&invalid)?;
-        let pre = self
-            .linker
-            .instantiate_pre(&component)
-            .map_err(|e| invalid(format!("cannot link: {e:#}")))?;
+            reason: format!("cannot read {}: {e}", entry.path.display()),
+        })?;
         let mut settings = entry.settings.clone();
         for (key, path) in &entry.setting_files {
             let text = std::fs::read_to_string(path).map_err(|e| {
@@ -195,24 +184,63 @@ impl Registry {
             })?;
             settings.push((key.clone(), text));
         }
-        let limits = self.engine.options().limits.narrowed(&entry.limits);
+        let (pre, _) = self.prepare(Locked {
+            name: &entry.name,
+            bytes: &bytes,
+            pinned: entry.sha256.as_deref(),
+            limits: self.engine.options().limits.narrowed(&entry.limits),
+            settings,
+            graphs: PluginGraphs::Named(entry.graphs.clone()),
+            untrusted: false,
+        })?;
+        self.stats.loaded.fetch_add(1, Ordering::Relaxed);
+        Ok(pre)
+    }
+
+    /// The one load path: validate (and check the pin), compile through the
+    /// artifact cache (untrusted files in the limited subprocess), link.
+    /// Nothing is instantiated: the caller decides when to.
+    pub fn prepare(&self, c: Locked<'_>) -> Result<(PluginPre, ComponentReport), RerankError> {
+        let invalid = |reason: String| RerankError::InvalidComponent {
+            name: c.name.to_string(),
+            reason,
+        };
+        let report = validate_component(c.bytes, DEFAULT_MAX_COMPONENT_BYTES).map_err(&invalid)?;
+        if let Some(want) = c.pinned {
+            if want != report.sha256 {
+                return Err(invalid(format!(
+                    "the file has digest {}, the manifest pins {want}",
+                    report.sha256
+                )));
+            }
+        }
+        let isolate = self.isolation.as_ref().filter(|_| c.untrusted);
+        let (compiled, origin) = self
+            .compile_with(c.bytes, &report, isolate)
+            .map_err(&invalid)?;
+        let pre = self
+            .linker
+            .instantiate_pre(&compiled)
+            .map_err(|e| invalid(format!("cannot link: {e:#}")))?;
         tracing::info!(
             target: "nboost::registry",
-            component = %entry.name,
+            component = %c.name,
             digest = %report.sha256,
             ?origin,
             "component loaded"
         );
-        self.stats.loaded.fetch_add(1, Ordering::Relaxed);
-        PluginPre::new(
-            &entry.name,
+        let plugin = PluginPre::new(
+            c.name,
             pre,
             &report.reranker_export,
-            limits,
-            settings,
-            entry.graphs.clone(),
+            sandbox::PluginSpec {
+                limits: c.limits,
+                settings: c.settings,
+                graphs: c.graphs,
+            },
             self.nn.clone(),
-        )
+        )?;
+        Ok((plugin, report))
     }
 
     fn artifact_path(&self, report: &ComponentReport) -> Option<PathBuf> {
@@ -281,73 +309,24 @@ impl Registry {
         &self.nn
     }
 
-    /// Validate, compile (through the artifact cache) and link a component
-    /// given as bytes, outside the manifest. Nothing is instantiated: the
-    /// caller decides when to (an upload is tried once before it is kept).
-    pub fn prepare_bytes(
-        &self,
-        component: DynamicComponent<'_>,
-    ) -> Result<(PluginPre, ComponentReport), RerankError> {
-        let invalid = |reason: String| RerankError::InvalidComponent {
-            name: component.name.to_string(),
-            reason,
-        };
-        let report =
-            validate_component(component.bytes, DEFAULT_MAX_COMPONENT_BYTES).map_err(&invalid)?;
-        let (compiled, origin) = self
-            .compile_with(component.bytes, &report, self.isolation.as_ref())
-            .map_err(&invalid)?;
-        let pre = self
-            .linker
-            .instantiate_pre(&compiled)
-            .map_err(|e| invalid(format!("cannot link: {e:#}")))?;
-        tracing::info!(
-            target: "nboost::registry",
-            component = %component.name,
-            digest = %report.sha256,
-            ?origin,
-            "uploaded component prepared"
-        );
-        let plugin = PluginPre::new(
-            component.name,
-            pre,
-            &report.reranker_export,
-            component.limits,
-            component.settings,
-            Vec::new(),
-            self.nn.clone(),
-        )?
-        .with_graphs(component.graphs);
-        Ok((plugin, report))
-    }
-
     /// Fully check a component file outside any manifest: static
     /// validation, compilation, linking, and the types of `configure` and
     /// `score` (by instantiating it, without calling `configure`).
     pub fn check_file(&self, path: &Path) -> Result<ComponentReport, RerankError> {
         let name = path.display().to_string();
-        let invalid = |reason: String| RerankError::InvalidComponent {
+        let bytes = std::fs::read(path).map_err(|e| RerankError::InvalidComponent {
             name: name.clone(),
-            reason,
-        };
-        let bytes = std::fs::read(path).map_err(|e| invalid(format!("cannot read: {e}")))?;
-        let report = validate_component(&bytes, DEFAULT_MAX_COMPONENT_BYTES).map_err(&invalid)?;
-        let (component, _) = self
-            .compile_with(&bytes, &report, self.isolation.as_ref())
-            .map_err(&invalid)?;
-        let pre = self
-            .linker
-            .instantiate_pre(&component)
-            .map_err(|e| invalid(format!("cannot link: {e:#}")))?;
-        let plugin = PluginPre::new(
-            &name,
-            pre,
-            &report.reranker_export,
-            self.engine.options().limits,
-            Vec::new(),
-            Vec::new(),
-            self.nn.clone(),
-        )?;
+            reason: format!("cannot read: {e}"),
+        })?;
+        let (plugin, report) = self.prepare(Locked {
+            name: &name,
+            bytes: &bytes,
+            pinned: None,
+            limits: self.engine.options().limits,
+            settings: Vec::new(),
+            graphs: PluginGraphs::Named(Vec::new()),
+            untrusted: true,
+        })?;
         plugin.check_signatures(&self.engine)?;
         Ok(report)
     }

@@ -21,7 +21,7 @@ pub mod validate;
 
 pub use engine::{EngineOptions, SandboxEngine};
 pub use limits::{LimitsOverride, SandboxLimits};
-pub use plugin::{GuestError, ModelInfo, Plugin, PluginPre};
+pub use plugin::{GuestError, ModelInfo, Plugin, PluginGraphs, PluginPre, PluginSpec};
 pub use state::HostState;
 pub use validate::{sha256_digest, validate_component, ComponentReport};
 

@@ -108,6 +108,27 @@ type ConfigureResults = (Result<RawModelInfo, RawError>,);
 type ScoreParams<'a> = (&'a str, &'a [String]);
 type ScoreResults = (Result<Vec<f32>, RawError>,);
 
+/// The graphs a plugin's wasi-nn calls may load.
+#[derive(Debug, Clone)]
+pub enum PluginGraphs {
+    /// Manifest graphs, by name, loaded on first use.
+    Named(Vec<String>),
+    /// Graphs already loaded (a tenant's uploads, or public ones resolved
+    /// for it), under the names the guest passes to `load-by-name`.
+    Loaded(Arc<[(String, LoadedGraph)]>),
+}
+
+/// What every instance of a plugin runs with.
+#[derive(Debug, Clone)]
+pub struct PluginSpec {
+    /// Limits of every instance and call.
+    pub limits: SandboxLimits,
+    /// Passed to `configure`.
+    pub settings: Vec<(String, String)>,
+    /// What wasi-nn may load.
+    pub graphs: PluginGraphs,
+}
+
 /// A compiled plugin, ready to instantiate.
 #[derive(Clone)]
 pub struct PluginPre {
@@ -117,27 +138,18 @@ pub struct PluginPre {
     score: ComponentExportIndex,
     limits: SandboxLimits,
     settings: Vec<(String, String)>,
-    graphs: Vec<String>,
+    graphs: PluginGraphs,
     nn: Arc<NnHost>,
-    /// Graphs resolved ahead of time (uploads), by guest-visible name; when
-    /// set, they replace the lazy, by-name lookup of `graphs`.
-    preloaded: Option<Arc<[(String, LoadedGraph)]>>,
 }
 
 impl PluginPre {
     /// Wrap an `InstancePre`, finding the reranker export (named
     /// `export_name`) and its functions.
-    #[allow(
-        clippy::too_many_arguments,
-        reason = "a plain constructor of a plain record"
-    )]
     pub fn new(
         name: &str,
         pre: InstancePre<HostState>,
         export_name: &str,
-        limits: SandboxLimits,
-        settings: Vec<(String, String)>,
-        graphs: Vec<String>,
+        spec: PluginSpec,
         nn: Arc<NnHost>,
     ) -> Result<Self, RerankError> {
         let invalid = |reason: String| RerankError::InvalidComponent {
@@ -158,21 +170,11 @@ impl PluginPre {
             configure: func("configure")?,
             score: func("score")?,
             pre,
-            limits,
-            settings,
-            graphs,
+            limits: spec.limits,
+            settings: spec.settings,
+            graphs: spec.graphs,
             nn,
-            preloaded: None,
         })
-    }
-
-    /// Instances get exactly these graphs, already loaded, under these
-    /// guest-visible names (instead of the by-name lookup of the manifest's
-    /// graphs). For uploads, whose graphs are not in the manifest.
-    pub fn with_graphs(mut self, graphs: Vec<(String, LoadedGraph)>) -> Self {
-        self.graphs = graphs.iter().map(|(n, _)| n.clone()).collect();
-        self.preloaded = Some(graphs.into());
-        self
     }
 
     /// The same component under other limits (a tenant's narrower quota).
@@ -206,9 +208,9 @@ impl PluginPre {
         engine: &SandboxEngine,
         cancel: &CancellationToken,
     ) -> Result<(Plugin, TypedFunc<ConfigureParams<'_>, ConfigureResults>), RerankError> {
-        let nn = match &self.preloaded {
-            Some(graphs) => self.nn.context_preloaded(graphs, self.limits.nn()),
-            None => self.nn.context(&self.graphs, self.limits.nn()),
+        let nn = match &self.graphs {
+            PluginGraphs::Loaded(graphs) => self.nn.context_preloaded(graphs, self.limits.nn()),
+            PluginGraphs::Named(names) => self.nn.context(names, self.limits.nn()),
         };
         let state = HostState::new(nn, self.limits.max_memory_bytes, self.limits.max_log_bytes);
         let mut store = Store::new(engine.engine(), state);

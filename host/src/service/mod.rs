@@ -81,7 +81,7 @@ use tracing::Instrument;
 
 use crate::names::check_name;
 use crate::nn::LoadedGraph;
-use crate::registry::{DynamicComponent, Registry};
+use crate::registry::{Locked, PluginGraphs, Registry};
 use crate::sandbox::exec::{block_on, CancellationToken};
 use crate::sandbox::{validate_component, LimitsOverride, Plugin, PluginPre, SandboxLimits};
 use crate::store::{ObjectKind, ObjectRecord, Store, StoreError, Tenant, TenantId};
@@ -483,14 +483,15 @@ impl Service {
         for g in &config.graphs {
             graphs.push((g.clone(), self.graph_for(tenant, g)?));
         }
-        let component = DynamicComponent {
+        Ok(self.registry.prepare(Locked {
             name,
             bytes,
+            pinned: None,
             limits,
             settings,
-            graphs,
-        };
-        Ok(self.registry.prepare_bytes(component)?)
+            graphs: PluginGraphs::Loaded(graphs.into()),
+            untrusted: true,
+        })?)
     }
 
     /// Graph `name` in `tenant`'s view, loaded: its own (cached per
