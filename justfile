@@ -32,9 +32,9 @@ model:
 build:
     cargo build
 
-# Build the host (release).
+# Build the host (release, with `eval`).
 release:
-    cargo build --release
+    cargo build --release --features eval
 
 # The main job: rerank a real Cranfield query's candidates with MiniLM.
 demo: components model build
@@ -45,12 +45,12 @@ demo: components model build
 test: components model build
     {{python}} tools/check_model.py --model-dir models/all-MiniLM-L6-v2
     cd components && cargo test --workspace
-    cargo test --workspace
+    cargo test --workspace --features eval
 
 # fmt + clippy, host and components.
 lint:
     cargo fmt --all -- --check
-    cargo clippy --all-targets -- -D warnings
+    cargo clippy --all-targets --all-features -- -D warnings
     cd components && cargo fmt --all -- --check && cargo clippy --release --target wasm32-wasip2 -- -D warnings
 
 # Retrieval quality (NDCG@10, MRR@10, R@100) of BM25 vs BM25+COMPONENT.

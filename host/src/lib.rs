@@ -23,10 +23,12 @@
 //!   WASI context, the validator, bounded async calls into a plugin.
 //! * [`nn`]: named graphs, the one wasi-nn adapter and the back-ends.
 //! * leaves: [`digest`], [`meter`], [`names`], [`error`].
-//! * [`eval`]: retrieval-quality evaluation (BM25 first stage + reranker).
+//! * `eval` (cargo feature `eval`): retrieval-quality evaluation (BM25
+//!   first stage + reranker).
 
 pub mod digest;
 pub mod error;
+#[cfg(feature = "eval")]
 pub mod eval;
 pub mod meter;
 pub mod names;

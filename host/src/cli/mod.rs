@@ -3,6 +3,7 @@
 //! everything below works on typed values.
 
 mod components;
+#[cfg(feature = "eval")]
 mod eval;
 mod rerank;
 mod serve;
@@ -111,7 +112,15 @@ enum Command {
     #[command(subcommand)]
     Components(components::ComponentsCommand),
     /// Retrieval quality: BM25 top-k, reranked, scored against qrels.
+    #[cfg(feature = "eval")]
     Eval(eval::EvalCommand),
+    /// Retrieval quality (not in this build: rebuild with `--features eval`).
+    #[cfg(not(feature = "eval"))]
+    Eval {
+        /// Ignored: the command is not built in.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Throughput of one component on a fixed request.
     Bench(rerank::BenchCommand),
     /// Serve the multi-tenant HTTP API (rerank, uploads, metrics).
@@ -167,7 +176,16 @@ impl Cli {
         match self.command {
             Command::Rerank(c) => c.run(&self.global),
             Command::Components(c) => c.run(&self.global),
+            #[cfg(feature = "eval")]
             Command::Eval(c) => c.run(&self.global),
+            #[cfg(not(feature = "eval"))]
+            Command::Eval { .. } => Err(CliError {
+                err: anyhow::anyhow!(
+                    "this nboost was built without `eval`; build it with `cargo build --features eval` \
+                     (or run `./just eval`)"
+                ),
+                code: 2,
+            }),
             Command::Bench(c) => c.run(&self.global),
             Command::Serve(c) => c.run(&self.global),
             Command::Tenants(c) => c.run(),
