@@ -39,13 +39,12 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::Json;
 use axum::Router;
-use axum::{Extension, Json};
 use tracing::Instrument;
 
 use crate::sandbox::validate::DEFAULT_MAX_COMPONENT_BYTES;
-use crate::service::{Components, Graphs, RerankJob, Service, ServiceError, Timing};
-use crate::store::Tenant;
+use crate::service::{Caller, Components, Graphs, RerankJob, Service, ServiceError, Timing};
 use api::{
     ApiJson, DocumentText, RerankRequest, RerankResponse, RerankResult, TeiRank, TeiRerankRequest,
 };
@@ -113,7 +112,6 @@ pub fn router(state: AppState) -> Router {
     let graphs = objects::routes::<Graphs>("/v1/graphs")
         .layer(DefaultBodyLimit::max(state.config.max_upload_bytes));
     let authenticated = Router::new()
-        .merge(rerank)
         .merge(components)
         .merge(graphs)
         .route("/metrics", get(metrics_text))
@@ -121,6 +119,8 @@ pub fn router(state: AppState) -> Router {
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
     Router::new()
         .route("/health", get(health))
+        // Reranks authenticate on their one blocking job (`Service::rerank`).
+        .merge(rerank)
         .merge(authenticated)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -201,9 +201,17 @@ fn request_id(headers: &HeaderMap) -> String {
     match given {
         Some(s) => s.to_owned(),
         None => {
-            let mut b = [0u8; 8];
-            let _ = getrandom::fill(&mut b);
-            hex::encode(b)
+            // A random prefix per process, a counter per request: unique,
+            // unguessable across restarts, and no syscall per request.
+            static PREFIX: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+            static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+            let prefix = *PREFIX.get_or_init(|| {
+                let mut b = [0u8; 4];
+                let _ = getrandom::fill(&mut b);
+                u32::from_le_bytes(b)
+            });
+            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            format!("{prefix:08x}{n:08x}")
         }
     }
 }
@@ -316,9 +324,25 @@ fn observe(state: &AppState, t: &Timing) {
     state.metrics.guest.observe(t.guest.as_secs_f64());
 }
 
+/// The caller's API key (`Authorization: Bearer KEY`); 401 without one.
+struct BearerKey(String);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for BearerKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, ApiError> {
+        bearer(&parts.headers)
+            .map(|k| BearerKey(k.to_owned()))
+            .ok_or_else(|| ApiError::from(ServiceError::Unauthorized))
+    }
+}
+
 async fn rerank_cohere(
     State(state): State<AppState>,
-    Extension(tenant): Extension<Tenant>,
+    BearerKey(key): BearerKey,
     ApiJson(req): ApiJson<RerankRequest>,
 ) -> Result<Response, ApiError> {
     let model = model_of(&state, req.model)?;
@@ -329,7 +353,7 @@ async fn rerank_cohere(
         documents,
         top_n: req.top_n,
     };
-    let out = state.service.rerank(&tenant, job).await?;
+    let out = state.service.rerank(Caller::Key(key), job).await?;
     observe(&state, &out.timing);
     let with_docs = req.return_documents.unwrap_or(false);
     let results = out
@@ -357,7 +381,7 @@ async fn rerank_cohere(
 
 async fn rerank_tei(
     State(state): State<AppState>,
-    Extension(tenant): Extension<Tenant>,
+    BearerKey(key): BearerKey,
     ApiJson(req): ApiJson<TeiRerankRequest>,
 ) -> Result<Response, ApiError> {
     let model = model_of(&state, req.model)?;
@@ -367,7 +391,7 @@ async fn rerank_tei(
         documents: req.texts,
         top_n: None,
     };
-    let out = state.service.rerank(&tenant, job).await?;
+    let out = state.service.rerank(Caller::Key(key), job).await?;
     observe(&state, &out.timing);
     let ranks: Vec<TeiRank> = out
         .ranking

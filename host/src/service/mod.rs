@@ -69,6 +69,16 @@ use pool::*;
 pub use rank::{check_input, rank, RankedPassage};
 pub use types::*;
 
+/// Who calls [`Service::rerank`].
+#[derive(Debug, Clone)]
+pub enum Caller {
+    /// An API key, authenticated on the blocking thread.
+    Key(String),
+    /// A caller already known (the operator, or a tenant authenticated
+    /// elsewhere).
+    Tenant(Tenant),
+}
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -222,11 +232,16 @@ impl Service {
 
     // ---- rerank ---------------------------------------------------------
 
-    /// Rerank `job.documents` for `tenant`: admission (429 when full),
-    /// queue, then the guest call on a blocking thread.
+    /// Rerank `job.documents` for `caller`: admission (429 when full), then
+    /// one blocking job that authenticates (a key) and resolves the name
+    /// (404 before a queue place), takes the tenant's concurrency permit
+    /// (429), waits for a worker in the tenant's share, and runs the guest.
+    /// One thread hand-off per request; SQLite only on the blocking thread.
+    /// A client that goes away drops this future: its call is cancelled
+    /// whether queued or running, and its permits go back.
     pub async fn rerank(
         self: &Arc<Self>,
-        tenant: &Tenant,
+        caller: Caller,
         job: RerankJob,
     ) -> Result<RerankOutcome, ServiceError> {
         if job.documents.is_empty() {
@@ -246,20 +261,40 @@ impl Service {
         if job.top_n == Some(0) {
             return Err(RerankError::InvalidInput("top_n must be at least 1".into()).into());
         }
-        // Unknown names fail before they take a permit or a queue place.
-        // (The store is SQLite: off the async threads.)
-        {
-            let this = self.clone();
-            let (tenant, model) = (tenant.clone(), job.model.clone());
-            tokio::task::spawn_blocking(move || this.resolve(&tenant, &model).map(|_| ()))
-                .await
-                .map_err(|e| ServiceError::Internal(format!("the lookup failed: {e}")))??;
-        }
         let admission = self
             .admission
             .clone()
             .try_acquire_owned()
             .map_err(|_| ServiceError::Overloaded)?;
+        let cancel = CancellationToken::new();
+        let _stop_on_drop = cancel.clone().drop_guard();
+        let this = self.clone();
+        let span = tracing::Span::current();
+        tokio::task::spawn_blocking(move || {
+            let _admission = admission;
+            span.in_scope(|| {
+                let tenant = match caller {
+                    Caller::Key(key) => {
+                        tracing::debug_span!("auth").in_scope(|| this.authenticate(&key))?
+                    }
+                    Caller::Tenant(t) => t,
+                };
+                this.admitted(&tenant, job, &cancel)
+            })
+        })
+        .await
+        .map_err(|e| ServiceError::Internal(format!("the rerank task failed: {e}")))?
+    }
+
+    /// The rest of [`Service::rerank`], on its blocking thread.
+    fn admitted(
+        &self,
+        tenant: &Tenant,
+        job: RerankJob,
+        cancel: &CancellationToken,
+    ) -> Result<RerankOutcome, ServiceError> {
+        // Unknown names fail before they take a queue place.
+        self.resolve(tenant, &job.model)?;
         let own = self
             .tenant_semaphore(tenant)
             .try_acquire_owned()
@@ -271,36 +306,27 @@ impl Service {
             })?;
         let queued = Instant::now();
         let waiting = Waiting::new(&self.counters.queued);
-        // A client that goes away while queued drops this future: the guard
-        // still takes it off the gauge, and its permits go back.
-        let closed = |_| ServiceError::Internal("the worker pool is closed".into());
         let queue_span = tracing::debug_span!("queue", tenant = %tenant.name.as_str());
-        let (share, worker) = async {
-            let share = self
-                .tenant_workers(tenant)
-                .acquire_owned()
-                .await
-                .map_err(closed)?;
-            Ok::<_, ServiceError>((share, self.workers.clone().acquire_owned().await))
-        }
-        .instrument(queue_span)
-        .await?;
+        let permits = block_on(
+            async {
+                tokio::select! {
+                    biased;
+                    _ = cancel.cancelled() => Err(ServiceError::Rerank(RerankError::Cancelled)),
+                    permits = async {
+                        let share = self.tenant_workers(tenant).acquire_owned().await;
+                        let worker = self.workers.clone().acquire_owned().await;
+                        share.and_then(|s| worker.map(|w| (s, w)))
+                    } => permits.map_err(|_| {
+                        ServiceError::Internal("the worker pool is closed".into())
+                    }),
+                }
+            }
+            .instrument(queue_span),
+        )?;
         drop(waiting);
-        let worker = worker.map_err(closed)?;
         let queue = queued.elapsed();
-        let this = self.clone();
-        let tenant = tenant.clone();
-        // A client that goes away while its call runs drops this future, and
-        // with it the guard: the guest call is stopped and the worker freed.
-        let cancel = CancellationToken::new();
-        let _stop_on_drop = cancel.clone().drop_guard();
-        let span = tracing::Span::current();
-        tokio::task::spawn_blocking(move || {
-            let _permits = (admission, own, share, worker);
-            span.in_scope(|| this.rerank_blocking(&tenant, job, queue, &cancel))
-        })
-        .await
-        .map_err(|e| ServiceError::Internal(format!("the rerank task failed: {e}")))?
+        let _permits = (own, permits);
+        self.rerank_blocking(tenant, job, queue, cancel)
     }
 
     fn rerank_blocking(

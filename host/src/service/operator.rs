@@ -105,7 +105,11 @@ impl Reranker {
             documents: passages.to_vec(),
             top_n,
         };
-        block_on(self.service.rerank(&self.operator, job)).map_err(into_rerank_error)
+        block_on(
+            self.service
+                .rerank(super::Caller::Tenant(self.operator.clone()), job),
+        )
+        .map_err(into_rerank_error)
     }
 }
 
