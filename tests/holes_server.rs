@@ -119,7 +119,12 @@ fn attacks_over_http_leave_the_neighbour_served() {
             502,
             "out of memory",
         ),
-        ("log-flood", json!({"attack": "log-flood"}), 200, ""),
+        (
+            "log-flood",
+            json!({"attack": "log-flood", "count": 20000}),
+            200,
+            "",
+        ),
     ];
     for (name, settings, status, needle) in &attacks {
         // A 64 MiB budget: the flood is refused after a few small copies,

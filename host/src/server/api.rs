@@ -36,17 +36,22 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
-            if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::from(ServiceError::PayloadTooLarge(
-                    "the request body is over this server's size limit".into(),
-                ))
-            } else {
-                ApiError::bad_request(format!("cannot read the request body: {e}"))
-            }
-        })?;
+        let bytes = read_body(req, state).await?;
         parse_json(&bytes).map(ApiJson)
     }
+}
+
+/// Read a whole body: 413 over the route's cap, 400 when it cannot be read.
+pub async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
+    Bytes::from_request(req, state).await.map_err(|e| {
+        if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::from(ServiceError::PayloadTooLarge(
+                "the request body is over this server's size limit".into(),
+            ))
+        } else {
+            ApiError::bad_request(format!("cannot read the request body: {e}"))
+        }
+    })
 }
 
 /// Parse a JSON body: syntax errors are 400, shape errors 422.

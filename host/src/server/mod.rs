@@ -34,6 +34,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
+use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
@@ -45,9 +46,7 @@ use tracing::Instrument;
 
 use crate::sandbox::validate::DEFAULT_MAX_COMPONENT_BYTES;
 use crate::service::{Caller, Components, Graphs, RerankJob, Service, ServiceError, Timing};
-use api::{
-    ApiJson, DocumentText, RerankRequest, RerankResponse, RerankResult, TeiRank, TeiRerankRequest,
-};
+use api::{DocumentText, RerankRequest, RerankResponse, RerankResult, TeiRank, TeiRerankRequest};
 use error::{ApiError, FailureKind};
 use metrics::Metrics;
 
@@ -324,6 +323,17 @@ fn observe(state: &AppState, t: &Timing) {
     state.metrics.guest.observe(t.guest.as_secs_f64());
 }
 
+/// A request body, read whole (413 over the route's cap), parsed later.
+struct RawBody(Bytes);
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for RawBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        api::read_body(req, state).await.map(RawBody)
+    }
+}
+
 /// The caller's API key (`Authorization: Bearer KEY`); 401 without one.
 struct BearerKey(String);
 
@@ -343,19 +353,24 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for BearerKey {
 async fn rerank_cohere(
     State(state): State<AppState>,
     BearerKey(key): BearerKey,
-    ApiJson(req): ApiJson<RerankRequest>,
+    RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
-    let model = model_of(&state, req.model)?;
-    let documents = api::document_texts(req.documents)?;
-    let job = RerankJob {
-        model: model.clone(),
-        query: req.query,
-        documents,
-        top_n: req.top_n,
-    };
-    let out = state.service.rerank(Caller::Key(key), job).await?;
+    let st = state.clone();
+    let (out, (model, with_docs)) = state
+        .service
+        .rerank_with(Caller::Key(key), move || {
+            let req: RerankRequest = api::parse_json(&body)?;
+            let model = model_of(&st, req.model)?;
+            let job = RerankJob {
+                model: model.clone(),
+                query: req.query,
+                documents: api::document_texts(req.documents)?,
+                top_n: req.top_n,
+            };
+            Ok::<_, ApiError>((job, (model, req.return_documents.unwrap_or(false))))
+        })
+        .await?;
     observe(&state, &out.timing);
-    let with_docs = req.return_documents.unwrap_or(false);
     let results = out
         .ranking
         .iter()
@@ -382,28 +397,34 @@ async fn rerank_cohere(
 async fn rerank_tei(
     State(state): State<AppState>,
     BearerKey(key): BearerKey,
-    ApiJson(req): ApiJson<TeiRerankRequest>,
+    RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
-    let model = model_of(&state, req.model)?;
-    let job = RerankJob {
-        model,
-        query: req.query,
-        documents: req.texts,
-        top_n: None,
-    };
-    let out = state.service.rerank(Caller::Key(key), job).await?;
+    let st = state.clone();
+    let (out, (raw_scores, return_text)) = state
+        .service
+        .rerank_with(Caller::Key(key), move || {
+            let req: TeiRerankRequest = api::parse_json(&body)?;
+            let job = RerankJob {
+                model: model_of(&st, req.model)?,
+                query: req.query,
+                documents: req.texts,
+                top_n: None,
+            };
+            Ok::<_, ApiError>((job, (req.raw_scores, req.return_text)))
+        })
+        .await?;
     observe(&state, &out.timing);
     let ranks: Vec<TeiRank> = out
         .ranking
         .iter()
         .map(|r| TeiRank {
             index: r.index,
-            score: if req.raw_scores {
+            score: if raw_scores {
                 r.score
             } else {
                 api::sigmoid(r.score)
             },
-            text: req.return_text.then(|| out.documents[r.index].clone()),
+            text: return_text.then(|| out.documents[r.index].clone()),
         })
         .collect();
     Ok(([timing_header(&out.timing)], Json(ranks)).into_response())

@@ -244,6 +244,59 @@ impl Service {
         caller: Caller,
         job: RerankJob,
     ) -> Result<RerankOutcome, ServiceError> {
+        self.rerank_with(caller, move || Ok::<_, ServiceError>((job, ())))
+            .await
+            .map(|(out, ())| out)
+    }
+
+    /// [`Service::rerank`] with the job built by `build` on the blocking
+    /// thread, after authentication: a front end parses its request there,
+    /// so a caller with a bad key learns that first, and hands back `X`
+    /// (what it needs to render the answer) with the outcome.
+    pub async fn rerank_with<X, E>(
+        self: &Arc<Self>,
+        caller: Caller,
+        build: impl FnOnce() -> Result<(RerankJob, X), E> + Send + 'static,
+    ) -> Result<(RerankOutcome, X), E>
+    where
+        X: Send + 'static,
+        E: From<ServiceError> + Send + 'static,
+    {
+        let admission = self
+            .admission
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| E::from(ServiceError::Overloaded))?;
+        let cancel = CancellationToken::new();
+        let _stop_on_drop = cancel.clone().drop_guard();
+        let this = self.clone();
+        let span = tracing::Span::current();
+        tokio::task::spawn_blocking(move || {
+            let _admission = admission;
+            span.in_scope(|| {
+                let tenant = match caller {
+                    Caller::Key(key) => tracing::debug_span!("auth")
+                        .in_scope(|| this.authenticate(&key))
+                        .map_err(E::from)?,
+                    Caller::Tenant(t) => t,
+                };
+                let (job, extra) = build()?;
+                this.check_job(&job).map_err(E::from)?;
+                this.admitted(&tenant, job, &cancel)
+                    .map(|out| (out, extra))
+                    .map_err(E::from)
+            })
+        })
+        .await
+        .map_err(|e| {
+            E::from(ServiceError::Internal(format!(
+                "the rerank task failed: {e}"
+            )))
+        })?
+    }
+
+    /// The request-level checks, before any lookup.
+    fn check_job(&self, job: &RerankJob) -> Result<(), ServiceError> {
         if job.documents.is_empty() {
             return Err(ServiceError::EmptyDocuments);
         }
@@ -261,29 +314,7 @@ impl Service {
         if job.top_n == Some(0) {
             return Err(RerankError::InvalidInput("top_n must be at least 1".into()).into());
         }
-        let admission = self
-            .admission
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| ServiceError::Overloaded)?;
-        let cancel = CancellationToken::new();
-        let _stop_on_drop = cancel.clone().drop_guard();
-        let this = self.clone();
-        let span = tracing::Span::current();
-        tokio::task::spawn_blocking(move || {
-            let _admission = admission;
-            span.in_scope(|| {
-                let tenant = match caller {
-                    Caller::Key(key) => {
-                        tracing::debug_span!("auth").in_scope(|| this.authenticate(&key))?
-                    }
-                    Caller::Tenant(t) => t,
-                };
-                this.admitted(&tenant, job, &cancel)
-            })
-        })
-        .await
-        .map_err(|e| ServiceError::Internal(format!("the rerank task failed: {e}")))?
+        Ok(())
     }
 
     /// The rest of [`Service::rerank`], on its blocking thread.
