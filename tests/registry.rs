@@ -130,3 +130,49 @@ fn bad_requests_are_refused_before_the_plugin_runs() {
     }
     assert_eq!(r.registry().stats().loaded.load(Ordering::Relaxed), 1);
 }
+
+/// A plugin built against a later `0.1.x` of the contract still resolves:
+/// the host's bindings (generated from `wit/`, `@0.1.0`) look the export
+/// up semver-compatibly. The file is the real lexical component with every
+/// occurrence of its export name rewritten to `@0.1.7` (same length, so the
+/// binary stays valid).
+#[test]
+fn exports_of_a_later_0_1_x_contract_still_resolve() {
+    let bytes = std::fs::read(wasm("nboost_reranker_lexical")).unwrap();
+    let (from, to) = (
+        b"nboost:reranker/reranker@0.1.0".as_slice(),
+        b"nboost:reranker/reranker@0.1.7".as_slice(),
+    );
+    let mut patched = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    let mut replaced = 0;
+    while i < bytes.len() {
+        if bytes[i..].starts_with(from) {
+            patched.extend_from_slice(to);
+            i += from.len();
+            replaced += 1;
+        } else {
+            patched.push(bytes[i]);
+            i += 1;
+        }
+    }
+    assert!(replaced > 0);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("lexical-0.1.7.wasm");
+    std::fs::write(&file, &patched).unwrap();
+    let report = nboost::sandbox::validate_component(&patched, 64 << 20).unwrap();
+    assert_eq!(report.reranker_export, "nboost:reranker/reranker@0.1.7");
+    let r = reranker(
+        &format!("[components.later]\npath = \"{}\"\n", file.display()),
+        config(BackendKind::Tract),
+    );
+    let out = r
+        .rerank(
+            "later",
+            "wing lift",
+            &["bread".to_string(), "lift of a wing".to_string()],
+            None,
+        )
+        .unwrap();
+    assert_eq!(out.ranking[0].index, 1);
+}

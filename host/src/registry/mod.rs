@@ -232,7 +232,6 @@ impl Registry {
         let plugin = PluginPre::new(
             c.name,
             pre,
-            &report.reranker_export,
             sandbox::PluginSpec {
                 limits: c.limits,
                 settings: c.settings,

@@ -26,9 +26,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use wasmtime::component::{
-    ComponentExportIndex, ComponentType, Func, InstancePre, Lift, TypedFunc,
-};
+use wasmtime::component::InstancePre;
 use wasmtime::{Store, Trap};
 
 use super::exec::{block_on, bounded, CancellationToken, Interrupted};
@@ -55,30 +53,20 @@ pub struct ModelInfo {
     pub max_tokens: u32,
 }
 
-#[derive(ComponentType, Lift)]
-#[component(variant)]
-enum RawError {
-    #[component(name = "invalid-input")]
-    InvalidInput(String),
-    #[component(name = "invalid-config")]
-    InvalidConfig(String),
-    #[component(name = "backend")]
-    Backend(String),
-    #[component(name = "internal")]
-    Internal(String),
+/// Host bindings of the `nboost:reranker` contract, generated from `wit/`
+/// (the `reranker-plugin` world: only its export matters to the host; a
+/// plugin's wasi-nn imports are the linker's business). The export is
+/// looked up semver-compatibly, so a plugin built against any `0.1.x`
+/// resolves.
+mod wit {
+    wasmtime::component::bindgen!({
+        world: "reranker-plugin",
+        path: "../wit",
+        exports: { default: async },
+    });
 }
 
-#[derive(ComponentType, Lift)]
-#[component(record)]
-struct RawModelInfo {
-    name: String,
-    version: String,
-    description: String,
-    #[component(name = "preferred-batch-size")]
-    preferred_batch_size: u32,
-    #[component(name = "max-tokens")]
-    max_tokens: u32,
-}
+use wit::exports::nboost::reranker::reranker as guest;
 
 fn bounded_text(text: &str) -> String {
     if text.len() <= MAX_GUEST_STRING {
@@ -92,21 +80,15 @@ fn bounded_text(text: &str) -> String {
     }
 }
 
-impl RawError {
-    fn read(&self) -> GuestError {
-        match self {
-            RawError::InvalidInput(s) => GuestError::InvalidInput(bounded_text(s)),
-            RawError::InvalidConfig(s) => GuestError::InvalidConfig(bounded_text(s)),
-            RawError::Backend(s) => GuestError::Backend(bounded_text(s)),
-            RawError::Internal(s) => GuestError::Internal(bounded_text(s)),
-        }
+/// The plugin's error, bounded.
+fn read_error(e: &guest::Error) -> GuestError {
+    match e {
+        guest::Error::InvalidInput(s) => GuestError::InvalidInput(bounded_text(s)),
+        guest::Error::InvalidConfig(s) => GuestError::InvalidConfig(bounded_text(s)),
+        guest::Error::Backend(s) => GuestError::Backend(bounded_text(s)),
+        guest::Error::Internal(s) => GuestError::Internal(bounded_text(s)),
     }
 }
-
-type ConfigureParams<'a> = (&'a [(String, String)],);
-type ConfigureResults = (Result<RawModelInfo, RawError>,);
-type ScoreParams<'a> = (&'a str, &'a [String]);
-type ScoreResults = (Result<Vec<f32>, RawError>,);
 
 /// The graphs a plugin's wasi-nn calls may load.
 #[derive(Debug, Clone)]
@@ -133,9 +115,7 @@ pub struct PluginSpec {
 #[derive(Clone)]
 pub struct PluginPre {
     name: String,
-    pre: InstancePre<HostState>,
-    configure: ComponentExportIndex,
-    score: ComponentExportIndex,
+    pre: wit::RerankerPluginPre<HostState>,
     limits: SandboxLimits,
     settings: Vec<(String, String)>,
     graphs: PluginGraphs,
@@ -148,27 +128,15 @@ impl PluginPre {
     pub fn new(
         name: &str,
         pre: InstancePre<HostState>,
-        export_name: &str,
         spec: PluginSpec,
         nn: Arc<NnHost>,
     ) -> Result<Self, RerankError> {
-        let invalid = |reason: String| RerankError::InvalidComponent {
+        let pre = wit::RerankerPluginPre::new(pre).map_err(|e| RerankError::InvalidComponent {
             name: name.to_string(),
-            reason,
-        };
-        let component = pre.component();
-        let iface = component
-            .get_export_index(None, export_name)
-            .ok_or_else(|| invalid(format!("no export `{export_name}`")))?;
-        let func = |f: &str| {
-            component
-                .get_export_index(Some(&iface), f)
-                .ok_or_else(|| invalid(format!("`{export_name}` has no function `{f}`")))
-        };
+            reason: format!("not a nboost:reranker@0.1 plugin: {e:#}"),
+        })?;
         Ok(Self {
             name: name.to_string(),
-            configure: func("configure")?,
-            score: func("score")?,
             pre,
             limits: spec.limits,
             settings: spec.settings,
@@ -202,12 +170,12 @@ impl PluginPre {
         block_on(async { self.start(engine, &cancel).await.map(|_| ()) })
     }
 
-    /// A fresh, unconfigured instance and its typed `configure`.
+    /// A fresh, unconfigured instance (its exports type-checked).
     async fn start(
         &self,
         engine: &SandboxEngine,
         cancel: &CancellationToken,
-    ) -> Result<(Plugin, TypedFunc<ConfigureParams<'_>, ConfigureResults>), RerankError> {
+    ) -> Result<Plugin, RerankError> {
         let nn = match &self.graphs {
             PluginGraphs::Loaded(graphs) => self.nn.context_preloaded(graphs, self.limits.nn()),
             PluginGraphs::Named(names) => self.nn.context(names, self.limits.nn()),
@@ -222,32 +190,26 @@ impl PluginPre {
             name: self.name.clone(),
             limits: self.limits,
             store,
-            score: None,
+            bindings: None,
             info: None,
             alive: true,
         };
         plugin.arm();
+        let deadline = plugin.deadline();
         let instantiated = bounded(
-            plugin.deadline(),
+            deadline,
             cancel,
             self.pre.instantiate_async(&mut plugin.store),
         )
         .await;
-        let instance = plugin.settle(instantiated)?;
-        let configure = instance
-            .get_func(&mut plugin.store, self.configure)
-            .ok_or_else(|| self.not_reranker("configure"))?;
-        let score = instance
-            .get_func(&mut plugin.store, self.score)
-            .ok_or_else(|| self.not_reranker("score"))?;
-        let configure = configure
-            .typed::<ConfigureParams<'_>, ConfigureResults>(&plugin.store)
-            .map_err(|e| self.bad_signature("configure", e))?;
-        score
-            .typed::<ScoreParams<'_>, ScoreResults>(&plugin.store)
-            .map_err(|e| self.bad_signature("score", e))?;
-        plugin.score = Some(score);
-        Ok((plugin, configure))
+        let bindings = plugin.settle(instantiated).map_err(|e| match e {
+            RerankError::GuestFault(m) if m.contains("type mismatch") || m.contains("export") => {
+                self.bad_signature(m)
+            }
+            other => other,
+        })?;
+        plugin.bindings = Some(bindings);
+        Ok(plugin)
     }
 
     /// Create a fresh instance and `configure` it (blocking).
@@ -264,16 +226,21 @@ impl PluginPre {
         cancel: &CancellationToken,
     ) -> Result<Plugin, RerankError> {
         let started = Instant::now();
-        let (mut plugin, configure) = self.start(engine, cancel).await?;
+        let mut plugin = self.start(engine, cancel).await?;
         plugin.arm();
+        let deadline = plugin.deadline();
+        let bindings = plugin.bindings.take().expect("set by start");
         let result = bounded(
-            plugin.deadline(),
+            deadline,
             cancel,
-            configure.call_async(&mut plugin.store, (&self.settings,)),
+            bindings
+                .nboost_reranker_reranker()
+                .call_configure(&mut plugin.store, &self.settings),
         )
         .await;
+        plugin.bindings = Some(bindings);
         plugin.drain_log();
-        let (result,) = plugin.settle(result)?;
+        let result = plugin.settle(result)?;
         let info = match result {
             Ok(raw) => ModelInfo {
                 name: bounded_text(&raw.name),
@@ -283,7 +250,7 @@ impl PluginPre {
                 max_tokens: raw.max_tokens,
             },
             Err(e) => {
-                let e = e.read();
+                let e = read_error(&e);
                 return Err(RerankError::Config {
                     name: self.name.clone(),
                     reason: e.to_string(),
@@ -300,17 +267,12 @@ impl PluginPre {
         Ok(plugin)
     }
 
-    fn not_reranker(&self, f: &str) -> RerankError {
+    fn bad_signature(&self, e: String) -> RerankError {
         RerankError::InvalidComponent {
             name: self.name.clone(),
-            reason: format!("the reranker export has no function `{f}`"),
-        }
-    }
-
-    fn bad_signature(&self, f: &str, e: wasmtime::Error) -> RerankError {
-        RerankError::InvalidComponent {
-            name: self.name.clone(),
-            reason: format!("`{f}` does not have the nboost:reranker@0.1 signature: {e:#}"),
+            reason: format!(
+                "the reranker export does not have the nboost:reranker@0.1 signature: {e}"
+            ),
         }
     }
 }
@@ -320,7 +282,7 @@ pub struct Plugin {
     name: String,
     limits: SandboxLimits,
     store: Store<HostState>,
-    score: Option<Func>,
+    bindings: Option<wit::RerankerPlugin>,
     info: Option<ModelInfo>,
     alive: bool,
 }
@@ -357,19 +319,20 @@ impl Plugin {
                 "the instance is dead after an earlier fault".into(),
             ));
         }
-        let func = self.score.expect("set in instantiate");
-        let typed = func
-            .typed::<ScoreParams<'_>, ScoreResults>(&self.store)
-            .map_err(|e| RerankError::GuestFault(format!("{e:#}")))?;
         self.arm();
+        let deadline = self.deadline();
+        let bindings = self.bindings.take().expect("set in instantiate");
         let result = bounded(
-            self.deadline(),
+            deadline,
             cancel,
-            typed.call_async(&mut self.store, (query, passages)),
+            bindings
+                .nboost_reranker_reranker()
+                .call_score(&mut self.store, query, passages),
         )
         .await;
+        self.bindings = Some(bindings);
         self.drain_log();
-        let (result,) = self.settle(result)?;
+        let result = self.settle(result)?;
         match result {
             Ok(scores) => {
                 if scores.len() != passages.len() {
@@ -388,7 +351,7 @@ impl Plugin {
                 }
                 Ok(scores)
             }
-            Err(e) => Err(RerankError::Guest(e.read())),
+            Err(e) => Err(RerankError::Guest(read_error(&e))),
         }
     }
 
