@@ -24,6 +24,7 @@
 
 use std::future::Future;
 use std::sync::OnceLock;
+use std::task::Poll;
 use std::time::Duration;
 
 pub use tokio_util::sync::CancellationToken;
@@ -40,15 +41,31 @@ pub enum Interrupted {
 /// Run `fut` until it finishes, `deadline` passes or `cancel` fires,
 /// whichever comes first. Dropping the future is what frees a guest that
 /// waits in a host call.
+///
+/// Most calls never wait (a guest that computes finishes in one poll), so
+/// the timer and the cancellation waiter are only set up once the call has
+/// returned `Pending`: a per-call timer would wake the runtime's timer
+/// driver on every call, a context switch per request.
 pub async fn bounded<F: Future>(
     deadline: Duration,
     cancel: &CancellationToken,
     fut: F,
 ) -> Result<F::Output, Interrupted> {
+    if cancel.is_cancelled() {
+        return Err(Interrupted::Cancelled);
+    }
+    let started = tokio::time::Instant::now();
+    let mut fut = std::pin::pin!(fut);
+    let first = std::future::poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await;
+    if let Poll::Ready(out) = first {
+        return Ok(out);
+    }
     tokio::select! {
         biased;
         _ = cancel.cancelled() => Err(Interrupted::Cancelled),
-        r = tokio::time::timeout(deadline, fut) => r.map_err(|_| Interrupted::Deadline),
+        r = tokio::time::timeout_at(started + deadline, fut.as_mut()) => {
+            r.map_err(|_| Interrupted::Deadline)
+        }
     }
 }
 

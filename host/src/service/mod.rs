@@ -338,22 +338,35 @@ impl Service {
         let queued = Instant::now();
         let waiting = Waiting::new(&self.counters.queued);
         let queue_span = tracing::debug_span!("queue", tenant = %tenant.name.as_str());
-        let permits = block_on(
-            async {
-                tokio::select! {
-                    biased;
-                    _ = cancel.cancelled() => Err(ServiceError::Rerank(RerankError::Cancelled)),
-                    permits = async {
-                        let share = self.tenant_workers(tenant).acquire_owned().await;
-                        let worker = self.workers.clone().acquire_owned().await;
-                        share.and_then(|s| worker.map(|w| (s, w)))
-                    } => permits.map_err(|_| {
-                        ServiceError::Internal("the worker pool is closed".into())
-                    }),
+        let share_sem = self.tenant_workers(tenant);
+        // Fast path: free permits, no waiting (and no waiter to register).
+        let free = share_sem
+            .clone()
+            .try_acquire_owned()
+            .ok()
+            .and_then(|share| {
+                let worker = self.workers.clone().try_acquire_owned().ok()?;
+                Some((share, worker))
+            });
+        let permits = match free {
+            Some(p) => p,
+            None => block_on(
+                async {
+                    tokio::select! {
+                        biased;
+                        _ = cancel.cancelled() => Err(ServiceError::Rerank(RerankError::Cancelled)),
+                        permits = async {
+                            let share = share_sem.acquire_owned().await;
+                            let worker = self.workers.clone().acquire_owned().await;
+                            share.and_then(|s| worker.map(|w| (s, w)))
+                        } => permits.map_err(|_| {
+                            ServiceError::Internal("the worker pool is closed".into())
+                        }),
+                    }
                 }
-            }
-            .instrument(queue_span),
-        )?;
+                .instrument(queue_span),
+            )?,
+        };
         drop(waiting);
         let queue = queued.elapsed();
         let _permits = (own, permits);
