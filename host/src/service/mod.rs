@@ -325,7 +325,7 @@ impl Service {
         cancel: &CancellationToken,
     ) -> Result<RerankOutcome, ServiceError> {
         // Unknown names fail before they take a queue place.
-        self.resolve(tenant, &job.model)?;
+        let resolved = self.resolve(tenant, &job.model)?;
         let own = self
             .tenant_semaphore(tenant)
             .try_acquire_owned()
@@ -370,7 +370,7 @@ impl Service {
         drop(waiting);
         let queue = queued.elapsed();
         let _permits = (own, permits);
-        self.rerank_blocking(tenant, job, queue, cancel)
+        self.rerank_blocking(tenant, job, queue, cancel, Some(resolved))
     }
 
     fn rerank_blocking(
@@ -379,9 +379,10 @@ impl Service {
         job: RerankJob,
         queue: Duration,
         cancel: &CancellationToken,
+        resolved: Option<(Owner, Option<ObjectRecord>)>,
     ) -> Result<RerankOutcome, ServiceError> {
         let t0 = Instant::now();
-        let live = self.live(tenant, &job.model)?;
+        let live = self.live_from(tenant, &job.model, resolved)?;
         check_input(live.pre.limits(), &job.query, &job.documents)?;
         let mut instance = tracing::debug_span!("instantiate", component = %job.model)
             .in_scope(|| live.checkout(self, cancel))?;
@@ -445,11 +446,25 @@ impl Service {
 
     /// The live entry for `tenant`'s view of `name`, built on first use.
     fn live(&self, tenant: &Tenant, name: &str) -> Result<Arc<Live>, ServiceError> {
+        self.live_from(tenant, name, None)
+    }
+
+    /// [`Service::live`], starting from a resolution already made for this
+    /// request (so a warm call looks the name up once).
+    fn live_from(
+        &self,
+        tenant: &Tenant,
+        name: &str,
+        mut resolved: Option<(Owner, Option<ObjectRecord>)>,
+    ) -> Result<Arc<Live>, ServiceError> {
         // A record read just before a replacement or deletion may name a
         // blob that is gone by the time it is read: look again, once.
         let mut retried = false;
         loop {
-            let (owner, rec) = self.resolve(tenant, name)?;
+            let (owner, rec) = match resolved.take() {
+                Some(r) => r,
+                None => self.resolve(tenant, name)?,
+            };
             let ident = Ident {
                 version: rec.as_ref().map_or(0, |r| r.version),
                 deadline_ms: tenant.quotas.deadline_ms,
