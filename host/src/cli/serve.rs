@@ -46,8 +46,8 @@ pub struct ServeCommand {
     /// Refusing beats queueing without bound: clients can back off.
     #[arg(long, env = "NBOOST_MAX_CONCURRENT_REQUESTS", default_value_t = 256)]
     max_concurrent_requests: usize,
-    /// Calls that run wasm at once (default: one per core); admitted calls
-    /// beyond wait in a queue. More than the cores only adds contention.
+    /// Calls that run wasm at once (default: one per core, plus one that no
+    /// single tenant may take); admitted calls beyond wait in a queue.
     #[arg(long, env = "NBOOST_WORKERS")]
     workers: Option<usize>,
     /// Of the workers, the most one tenant may hold at once (default: all

@@ -11,7 +11,7 @@ pub struct ServiceOptions {
     /// 429. Default 256.
     pub max_concurrent_requests: usize,
     /// Calls that run wasm at once; admitted calls beyond wait. Default:
-    /// one per core.
+    /// one per core plus one ([`default_workers`]).
     pub workers: usize,
     /// Of those, the most one tenant may hold at once; its further calls
     /// wait. Default: `workers - 1` (at least 1), so one tenant can never
@@ -34,16 +34,21 @@ impl Default for ServiceOptions {
     fn default() -> Self {
         Self {
             max_concurrent_requests: 256,
-            workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
-            workers_per_tenant: default_tenant_share(
-                std::thread::available_parallelism().map_or(2, |n| n.get()),
-            ),
+            workers: default_workers(),
+            workers_per_tenant: default_tenant_share(default_workers()),
             max_idle_per_component: 4,
             max_idle_total: 32,
             max_documents: 1000,
             max_concurrent_uploads: 2,
         }
     }
+}
+
+/// The default number of workers: one per core, plus one that no single
+/// tenant can take (see [`default_tenant_share`]): a lone tenant still uses
+/// every core, and a neighbour always finds a worker.
+pub fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get()) + 1
 }
 
 /// The default per-tenant share of `workers`: all but one, at least one.
