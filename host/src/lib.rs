@@ -9,7 +9,7 @@
 //!
 //! The layers, from the top (every import points down):
 //!
-//! * `cli` (the binary) and [`server`] (HTTP): front ends; parse, call the
+//! * `cli` (the binary) and [`api`] (HTTP): front ends; parse, call the
 //!   service, render.
 //! * [`service`]: the one serving core — admission, catalog, warm pool,
 //!   ranking, uploads — for tenants and for the operator (the CLI's
@@ -26,6 +26,7 @@
 //! * `eval` (cargo feature `eval`): retrieval-quality evaluation (BM25
 //!   first stage + reranker).
 
+pub mod api;
 pub mod digest;
 pub mod error;
 #[cfg(feature = "eval")]
@@ -35,7 +36,6 @@ pub mod names;
 pub mod nn;
 pub mod registry;
 pub mod sandbox;
-pub mod server;
 pub mod service;
 pub mod store;
 

@@ -15,10 +15,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
+use nboost::api::{self, AppState, ServerConfig};
 use nboost::nn::NnHost;
 use nboost::registry::Registry;
 use nboost::sandbox::SandboxEngine;
-use nboost::server::{self, AppState, ServerConfig};
 use nboost::service::{Service, ServiceOptions};
 use nboost::store::Store;
 
@@ -167,7 +167,7 @@ impl ServeCommand {
                     std::io::stdout().lock(),
                     "metrics on http://{bound}/metrics"
                 )?;
-                let app = server::metrics_router(state.clone());
+                let app = api::metrics_router(state.clone());
                 tokio::spawn(async move {
                     if let Err(e) = axum::serve(mlistener, app).await {
                         tracing::error!(target: "nboost::server", "metrics listener: {e}");
@@ -189,7 +189,7 @@ impl ServeCommand {
                 writeln!(out, "listening on http://{addr}")?;
                 out.flush()?;
             }
-            server::serve(listener, state, shutdown_signal()).await?;
+            api::serve(listener, state, shutdown_signal()).await?;
             Ok(())
         });
         // Calls whose clients went away still run on blocking threads; give

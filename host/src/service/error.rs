@@ -5,7 +5,7 @@
 use super::*;
 
 /// Why a service call failed. The HTTP layer maps each case to a status
-/// once (`server::error`).
+/// once (`api::error`).
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
     /// No key, or a key no tenant holds.

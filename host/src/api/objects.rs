@@ -14,8 +14,8 @@ use axum::routing::get;
 use axum::{Extension, Json, Router};
 use serde::de::DeserializeOwned;
 
-use super::api;
 use super::error::ApiError;
+use super::wire;
 use super::AppState;
 use crate::service::{Components, GraphFormat, Graphs, Kind, ServiceError};
 use crate::store::Tenant;
@@ -112,7 +112,7 @@ async fn read_upload<C: DeserializeOwned>(
         let data = field.bytes().await.map_err(|e| body_error(e.status(), e))?;
         match name.as_str() {
             "file" => bytes = Some(data),
-            "config" => config = Some(api::parse_json::<C>(&data)?),
+            "config" => config = Some(wire::parse_json::<C>(&data)?),
             other => {
                 return Err(ApiError::bad_request(format!(
                     "unexpected form part `{other}` (expected `file` and optionally `config`)"

@@ -25,16 +25,16 @@
 //! (for graphs, `?format=text` then picks the format). Bodies are capped
 //! per route (`413` beyond).
 
-pub mod api;
 pub mod error;
 pub mod metrics;
 pub mod objects;
+mod rerank;
+pub mod wire;
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
@@ -45,8 +45,7 @@ use axum::Router;
 use tracing::Instrument;
 
 use crate::sandbox::validate::DEFAULT_MAX_COMPONENT_BYTES;
-use crate::service::{Caller, Components, Graphs, RerankJob, Service, ServiceError, Timing};
-use api::{DocumentText, RerankRequest, RerankResponse, RerankResult, TeiRank, TeiRerankRequest};
+use crate::service::{Components, Graphs, Service, ServiceError};
 use error::{ApiError, FailureKind};
 use metrics::Metrics;
 
@@ -101,9 +100,9 @@ impl AppState {
 /// The whole API.
 pub fn router(state: AppState) -> Router {
     let rerank = Router::new()
-        .route("/v1/rerank", post(rerank_cohere))
-        .route("/v2/rerank", post(rerank_cohere))
-        .route("/rerank", post(rerank_tei))
+        .route("/v1/rerank", post(rerank::rerank_cohere))
+        .route("/v2/rerank", post(rerank::rerank_cohere))
+        .route("/rerank", post(rerank::rerank_tei))
         .layer(DefaultBodyLimit::max(state.config.max_request_bytes));
     let components = objects::routes::<Components>("/v1/components").layer(DefaultBodyLimit::max(
         DEFAULT_MAX_COMPONENT_BYTES + (1 << 20),
@@ -285,147 +284,4 @@ async fn metrics_text(State(state): State<AppState>) -> Response {
 
 async fn openapi() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
-}
-
-// ---- rerank -------------------------------------------------------------------
-
-fn model_of(state: &AppState, model: Option<String>) -> Result<String, ApiError> {
-    model
-        .filter(|m| !m.is_empty())
-        .or_else(|| state.config.default_model.clone())
-        .ok_or_else(|| {
-            ApiError::unprocessable(
-                "invalid request: missing field `model` (this server has no default model)",
-            )
-        })
-}
-
-/// `Server-Timing` of a rerank: queue, instantiate and guest, in ms.
-fn timing_header(t: &Timing) -> (header::HeaderName, HeaderValue) {
-    let v = format!(
-        "queue;dur={:.3}, instantiate;dur={:.3}, guest;dur={:.3}",
-        t.queue.as_secs_f64() * 1e3,
-        t.instantiate.as_secs_f64() * 1e3,
-        t.guest.as_secs_f64() * 1e3
-    );
-    (
-        header::HeaderName::from_static("server-timing"),
-        HeaderValue::from_str(&v).unwrap_or(HeaderValue::from_static("")),
-    )
-}
-
-fn observe(state: &AppState, t: &Timing) {
-    state.metrics.queue.observe(t.queue.as_secs_f64());
-    state
-        .metrics
-        .instantiate
-        .observe(t.instantiate.as_secs_f64());
-    state.metrics.guest.observe(t.guest.as_secs_f64());
-}
-
-/// A request body, read whole (413 over the route's cap), parsed later.
-struct RawBody(Bytes);
-
-impl<S: Send + Sync> axum::extract::FromRequest<S> for RawBody {
-    type Rejection = ApiError;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        api::read_body(req, state).await.map(RawBody)
-    }
-}
-
-/// The caller's API key (`Authorization: Bearer KEY`); 401 without one.
-struct BearerKey(String);
-
-impl<S: Send + Sync> axum::extract::FromRequestParts<S> for BearerKey {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        _state: &S,
-    ) -> Result<Self, ApiError> {
-        bearer(&parts.headers)
-            .map(|k| BearerKey(k.to_owned()))
-            .ok_or_else(|| ApiError::from(ServiceError::Unauthorized))
-    }
-}
-
-async fn rerank_cohere(
-    State(state): State<AppState>,
-    BearerKey(key): BearerKey,
-    RawBody(body): RawBody,
-) -> Result<Response, ApiError> {
-    let st = state.clone();
-    let (out, (model, with_docs)) = state
-        .service
-        .rerank_with(Caller::Key(key), move || {
-            let req: RerankRequest = api::parse_json(&body)?;
-            let model = model_of(&st, req.model)?;
-            let job = RerankJob {
-                model: model.clone(),
-                query: req.query,
-                documents: api::document_texts(req.documents)?,
-                top_n: req.top_n,
-            };
-            Ok::<_, ApiError>((job, (model, req.return_documents.unwrap_or(false))))
-        })
-        .await?;
-    observe(&state, &out.timing);
-    let results = out
-        .ranking
-        .iter()
-        .map(|r| RerankResult {
-            index: r.index,
-            relevance_score: r.score,
-            document: with_docs.then(|| DocumentText {
-                text: out.documents[r.index].clone(),
-            }),
-        })
-        .collect();
-    let body = RerankResponse {
-        id: api::request_id(),
-        model,
-        results,
-        meta: serde_json::json!({
-            "api_version": { "version": "2" },
-            "billed_units": { "search_units": 1 }
-        }),
-    };
-    Ok(([timing_header(&out.timing)], Json(body)).into_response())
-}
-
-async fn rerank_tei(
-    State(state): State<AppState>,
-    BearerKey(key): BearerKey,
-    RawBody(body): RawBody,
-) -> Result<Response, ApiError> {
-    let st = state.clone();
-    let (out, (raw_scores, return_text)) = state
-        .service
-        .rerank_with(Caller::Key(key), move || {
-            let req: TeiRerankRequest = api::parse_json(&body)?;
-            let job = RerankJob {
-                model: model_of(&st, req.model)?,
-                query: req.query,
-                documents: req.texts,
-                top_n: None,
-            };
-            Ok::<_, ApiError>((job, (req.raw_scores, req.return_text)))
-        })
-        .await?;
-    observe(&state, &out.timing);
-    let ranks: Vec<TeiRank> = out
-        .ranking
-        .iter()
-        .map(|r| TeiRank {
-            index: r.index,
-            score: if raw_scores {
-                r.score
-            } else {
-                api::sigmoid(r.score)
-            },
-            text: return_text.then(|| out.documents[r.index].clone()),
-        })
-        .collect();
-    Ok(([timing_header(&out.timing)], Json(ranks)).into_response())
 }

@@ -144,7 +144,7 @@ impl Metrics {
         self.queued.set(gauges.queued as i64);
         let mut out = Vec::new();
         if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
-            tracing::error!(target: "nboost::server", "cannot encode metrics: {e}");
+            tracing::error!(target: "nboost::api", "cannot encode metrics: {e}");
         }
         String::from_utf8(out).unwrap_or_default()
     }

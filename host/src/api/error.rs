@@ -121,7 +121,7 @@ impl IntoResponse for ApiError {
         let message = match self.status {
             StatusCode::INTERNAL_SERVER_ERROR | StatusCode::SERVICE_UNAVAILABLE => {
                 tracing::error!(
-                    target: "nboost::server",
+                    target: "nboost::api",
                     status = self.status.as_u16(),
                     kind = self.kind,
                     "{}",
@@ -137,7 +137,7 @@ impl IntoResponse for ApiError {
                 }
             }
             s if s.is_server_error() => {
-                tracing::warn!(target: "nboost::server", status = s.as_u16(), kind = self.kind, "{}", self.message);
+                tracing::warn!(target: "nboost::api", status = s.as_u16(), kind = self.kind, "{}", self.message);
                 self.message
             }
             _ => self.message,
