@@ -1,4 +1,4 @@
-//! Fuzz target for `validate_component` (host/src/sandbox/validate.rs).
+//! Fuzz target for `validate_component` (the `nboost-validate` crate, host/validate).
 //!
 //! The whole input is the candidate component file, so real components can
 //! seed the corpus unchanged. Beyond "does not panic / hang / blow up memory"
@@ -19,21 +19,7 @@
 
 use libfuzzer_sys::fuzz_target;
 
-// The validator is compiled straight from the host's source rather than by
-// depending on the `nboost-host` crate: building wasmtime + tract with
-// coverage instrumentation is far too heavy, and this file needs only
-// wasmparser, sha2, hex and serde (see fuzz/Cargo.toml). Its `#[cfg(test)]`
-// tests are compiled out here.
-#[allow(dead_code, reason = "not every item of the validator is used by the fuzzer")]
-#[rustfmt::skip] // not ours to format: `cargo fmt` here must leave host/ alone
-#[path = "../../host/src/sandbox/validate.rs"]
-mod validate;
-
-// The validator's one dependency inside the host crate (a leaf module).
-#[rustfmt::skip]
-#[path = "../../host/src/digest.rs"]
-mod digest;
-
+use nboost_validate as validate;
 use validate::{
     import_allowed, sha256_digest, validate_component, ComponentReport,
     DEFAULT_MAX_COMPONENT_BYTES, RERANKER_INTERFACE, RERANKER_VERSION_PREFIX,

@@ -2,9 +2,5 @@
 //! (validation reports, manifest pins, the blob store, the artifact cache).
 //! A leaf module.
 
-use sha2::{Digest, Sha256};
-
-/// `sha256:<hex>` of some bytes.
-pub fn sha256_digest(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
-}
+/// `sha256:<hex>` of some bytes (one definition, in the validator crate).
+pub use nboost_validate::sha256_digest;

@@ -17,7 +17,8 @@ pub mod exec;
 pub mod limits;
 pub mod plugin;
 pub mod state;
-pub mod validate;
+/// Static checks on a component file (the `nboost-validate` crate).
+pub use nboost_validate as validate;
 
 pub use engine::{EngineOptions, SandboxEngine};
 pub use limits::{LimitsOverride, SandboxLimits};

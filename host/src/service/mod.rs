@@ -188,8 +188,16 @@ impl Service {
 
     /// The tenant holding `key`.
     pub fn authenticate(&self, key: &str) -> Result<Tenant, ServiceError> {
+        self.authenticate_at(key, None)
+    }
+
+    fn authenticate_at(
+        &self,
+        key: &str,
+        snapshot: Option<crate::store::Snapshot>,
+    ) -> Result<Tenant, ServiceError> {
         self.store()?
-            .authenticate(key)?
+            .authenticate_at(key, snapshot)?
             .ok_or(ServiceError::Unauthorized)
     }
 
@@ -274,15 +282,21 @@ impl Service {
         tokio::task::spawn_blocking(move || {
             let _admission = admission;
             span.in_scope(|| {
+                // One database stamp for the whole request: a warm call
+                // reads it once and touches no table.
+                let snapshot = match &this.store {
+                    Some(store) => Some(store.snapshot().map_err(|e| E::from(e.into()))?),
+                    None => None,
+                };
                 let tenant = match caller {
                     Caller::Key(key) => tracing::debug_span!("auth")
-                        .in_scope(|| this.authenticate(&key))
+                        .in_scope(|| this.authenticate_at(&key, snapshot))
                         .map_err(E::from)?,
                     Caller::Tenant(t) => t,
                 };
                 let (job, extra) = build()?;
                 this.check_job(&job).map_err(E::from)?;
-                this.admitted(&tenant, job, &cancel)
+                this.admitted(&tenant, job, &cancel, snapshot)
                     .map(|out| (out, extra))
                     .map_err(E::from)
             })
@@ -323,9 +337,10 @@ impl Service {
         tenant: &Tenant,
         job: RerankJob,
         cancel: &CancellationToken,
+        snapshot: Option<crate::store::Snapshot>,
     ) -> Result<RerankOutcome, ServiceError> {
         // Unknown names fail before they take a queue place.
-        let resolved = self.resolve(tenant, &job.model)?;
+        let resolved = self.resolve_at(tenant, &job.model, snapshot)?;
         let own = self
             .tenant_semaphore(tenant)
             .try_acquire_owned()
@@ -430,8 +445,19 @@ impl Service {
         tenant: &Tenant,
         name: &str,
     ) -> Result<(Owner, Option<ObjectRecord>), ServiceError> {
+        self.resolve_at(tenant, name, None)
+    }
+
+    fn resolve_at(
+        &self,
+        tenant: &Tenant,
+        name: &str,
+        snapshot: Option<crate::store::Snapshot>,
+    ) -> Result<(Owner, Option<ObjectRecord>), ServiceError> {
         if let Some(store) = self.store.as_ref().filter(|_| !tenant.is_operator()) {
-            if let Some(rec) = store.object(&tenant.name, ObjectKind::Component, name)? {
+            if let Some(rec) =
+                store.object_at(&tenant.name, ObjectKind::Component, name, snapshot)?
+            {
                 return Ok((Owner::Tenant, Some(rec)));
             }
         }

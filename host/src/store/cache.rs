@@ -21,19 +21,40 @@ use super::{ObjectKind, ObjectRecord, Tenant, TenantId};
 /// Most entries of each map before it is cleared.
 const MAX_ENTRIES: usize = 10_000;
 
+/// A stamp of the database: changes whenever anyone commits. Taken once
+/// per request ([`super::Store::snapshot`]) and passed to its reads, so a
+/// warm rerank costs one `data_version` read in all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Snapshot(i64, u64);
+
+/// The database's stamp now.
+pub(super) fn stamp(conn: &Connection) -> rusqlite::Result<Snapshot> {
+    let version: i64 = conn
+        .prepare_cached("PRAGMA data_version")?
+        .query_row([], |r| r.get(0))?;
+    Ok(Snapshot(version, conn.total_changes()))
+}
+
 /// Cached reads, valid for one database stamp.
 #[derive(Default)]
 pub(super) struct ReadCache {
-    stamp: Option<(i64, u64)>,
+    stamp: Option<Snapshot>,
     tenants: HashMap<String, Option<Tenant>>,
     objects: HashMap<(TenantId, ObjectKind, String), Option<ObjectRecord>>,
 }
 
 impl ReadCache {
-    /// Drop everything if the database changed since the last read.
-    pub(super) fn validate(&mut self, conn: &Connection) -> rusqlite::Result<()> {
-        let version: i64 = conn.query_row("PRAGMA data_version", [], |r| r.get(0))?;
-        let stamp = (version, conn.total_changes());
+    /// Drop everything if the database changed since the last read (as of
+    /// `snapshot`, or now).
+    pub(super) fn validate(
+        &mut self,
+        conn: &Connection,
+        snapshot: Option<Snapshot>,
+    ) -> rusqlite::Result<()> {
+        let stamp = match snapshot {
+            Some(s) => s,
+            None => stamp(conn)?,
+        };
         if self.stamp != Some(stamp) {
             self.tenants.clear();
             self.objects.clear();

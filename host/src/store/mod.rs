@@ -37,6 +37,7 @@ use std::sync::Mutex;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 pub use blobs::Blobs;
+pub use cache::Snapshot;
 pub use keys::{hash_key, ApiKey};
 pub use objects::BlobPin;
 use objects::*;
@@ -184,6 +185,12 @@ impl Store {
     /// The blob files.
     pub fn blobs(&self) -> &Blobs {
         &self.blobs
+    }
+
+    /// The database's stamp now: reads given it use the cache when nothing
+    /// changed since (one `PRAGMA data_version`, no table touched).
+    pub fn snapshot(&self) -> Result<Snapshot, StoreError> {
+        Ok(cache::stamp(&self.conn())?)
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {

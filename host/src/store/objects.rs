@@ -119,9 +119,20 @@ impl Store {
         kind: ObjectKind,
         name: &str,
     ) -> Result<Option<ObjectRecord>, StoreError> {
+        self.object_at(tenant, kind, name, None)
+    }
+
+    /// [`Store::object`] as of `snapshot` (see [`Store::snapshot`]).
+    pub fn object_at(
+        &self,
+        tenant: &TenantId,
+        kind: ObjectKind,
+        name: &str,
+        snapshot: Option<Snapshot>,
+    ) -> Result<Option<ObjectRecord>, StoreError> {
         let conn = self.conn();
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        cache.validate(&conn)?;
+        cache.validate(&conn, snapshot)?;
         let key = (tenant.clone(), kind, name.to_string());
         if let Some(hit) = cache.object(&key) {
             return Ok(hit.clone());

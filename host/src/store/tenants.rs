@@ -152,10 +152,19 @@ impl Store {
     /// reveals nothing a timing could exploit), the match compared again in
     /// constant time, and cached until the database changes.
     pub fn authenticate(&self, key: &str) -> Result<Option<Tenant>, StoreError> {
+        self.authenticate_at(key, None)
+    }
+
+    /// [`Store::authenticate`] as of `snapshot` (see [`Store::snapshot`]).
+    pub fn authenticate_at(
+        &self,
+        key: &str,
+        snapshot: Option<Snapshot>,
+    ) -> Result<Option<Tenant>, StoreError> {
         let hash = hash_key(key);
         let conn = self.conn();
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        cache.validate(&conn)?;
+        cache.validate(&conn, snapshot)?;
         if let Some(hit) = cache.tenant(&hash) {
             return Ok(hit.clone());
         }

@@ -1,4 +1,6 @@
-//! Static checks on a component file, before anything compiles or runs.
+//! `nboost-validate`: static checks on a component file, before anything
+//! compiles or runs. A small crate of its own (wasmparser, sha2) so that the
+//! fuzz target (`fuzz/`) builds it without wasmtime.
 //!
 //! Users upload components written by strangers. Before such a file reaches
 //! Cranelift it must be: non-empty and within the size cap; a *component*
@@ -11,7 +13,7 @@
 //! preopened directory, so it reaches nothing). Sockets, HTTP and anything
 //! unknown are refused, naming each offending import.
 
-pub use crate::digest::sha256_digest;
+use sha2::{Digest, Sha256};
 use wasmparser::{Encoding, Parser, Payload, Validator, WasmFeatures};
 
 /// Interface prefix and version prefix of the reranker export we accept.
@@ -46,6 +48,11 @@ pub const ALLOWED_IMPORTS: &[(&str, &str)] = &[
     ("wasi:filesystem/types", "0.2."),
     ("wasi:filesystem/preopens", "0.2."),
 ];
+
+/// `sha256:<hex>` of some bytes.
+pub fn sha256_digest(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+}
 
 /// Default cap on a component file's size: 64 MiB (MiniLM's plugin, with a
 /// full tokenizer library inside, is about 3 MiB).
