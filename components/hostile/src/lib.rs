@@ -405,12 +405,7 @@ bindings::export!(Plugin with_types_in bindings);
 mod tests {
     use super::*;
 
-    fn settings(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use nboost_nn_common::settings::pairs as settings;
 
     #[test]
     fn parses_every_attack() {

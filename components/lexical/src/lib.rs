@@ -67,42 +67,14 @@ impl Config {
     /// Unknown keys, unparsable values and out-of-range values are errors
     /// (the message names the key); missing keys take their defaults.
     pub fn from_settings(settings: &[(String, String)]) -> Result<Self, String> {
-        let mut config = Self::default();
-        for (key, value) in settings {
-            match key.as_str() {
-                "k1" => config.bm25.k1 = parse_number(key, value, 0.0, 100.0)?,
-                "b" => config.bm25.b = parse_number(key, value, 0.0, 1.0)?,
-                "stopwords" => config.analyzer.stopwords = parse_bool(key, value)?,
-                "stem" => config.analyzer.stem = parse_bool(key, value)?,
-                _ => {
-                    return Err(format!(
-                        "unknown setting `{key}` (known: k1, b, stopwords, stem)"
-                    ))
-                }
-            }
-        }
+        let d = Self::default();
+        let s = nboost_settings::Settings::new(settings, &["k1", "b", "stopwords", "stem"])?;
+        let mut config = d;
+        config.bm25.k1 = s.number_or("k1", d.bm25.k1, 0.0, 100.0)?;
+        config.bm25.b = s.number_or("b", d.bm25.b, 0.0, 1.0)?;
+        config.analyzer.stopwords = s.bool_or("stopwords", d.analyzer.stopwords)?;
+        config.analyzer.stem = s.bool_or("stem", d.analyzer.stem)?;
         Ok(config)
-    }
-}
-
-/// A finite number in `[min, max]`.
-fn parse_number(key: &str, value: &str, min: f64, max: f64) -> Result<f64, String> {
-    match value.trim().parse::<f64>() {
-        Ok(x) if (min..=max).contains(&x) => Ok(x),
-        _ => Err(format!(
-            "setting `{key}` must be a number in [{min}, {max}], got `{value}`"
-        )),
-    }
-}
-
-/// `true` or `false`.
-fn parse_bool(key: &str, value: &str) -> Result<bool, String> {
-    match value.trim() {
-        "true" => Ok(true),
-        "false" => Ok(false),
-        _ => Err(format!(
-            "setting `{key}` must be `true` or `false`, got `{value}`"
-        )),
     }
 }
 
@@ -150,12 +122,7 @@ bindings::export!(Plugin with_types_in bindings);
 mod tests {
     use super::*;
 
-    fn settings(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use nboost_settings::pairs as settings;
 
     #[test]
     fn defaults() {

@@ -25,7 +25,8 @@
 
 pub mod nn;
 pub mod pooling;
-pub mod settings;
+/// Settings parsing (the `nboost-settings` crate).
+pub use nboost_settings as settings;
 pub mod tensors;
 pub mod text;
 

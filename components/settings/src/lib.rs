@@ -1,4 +1,6 @@
-//! Strict parsing of the `settings` table a plugin receives in `configure`.
+//! `nboost-settings`: strict parsing of the `settings` table a plugin
+//! receives in `configure`. A tiny crate with no dependencies, so that a
+//! plugin without a model (`lexical`) uses it without pulling in a tokenizer.
 //!
 //! The interface requires unknown keys to be rejected (a typo must not pass
 //! silently); values are checked just as strictly. Every error message names
@@ -52,6 +54,31 @@ impl<'a> Settings<'a> {
         }
     }
 
+    /// The value of `key` as a finite number in `[min, max]`, or `default`.
+    pub fn number_or(&self, key: &str, default: f64, min: f64, max: f64) -> Result<f64, String> {
+        let Some(value) = self.get(key) else {
+            return Ok(default);
+        };
+        match value.trim().parse::<f64>() {
+            Ok(x) if (min..=max).contains(&x) => Ok(x),
+            _ => Err(format!(
+                "setting `{key}` must be a number in [{min}, {max}], got `{value}`"
+            )),
+        }
+    }
+
+    /// The value of `key` as `true` or `false`, or `default`.
+    pub fn bool_or(&self, key: &str, default: bool) -> Result<bool, String> {
+        match self.get(key).map(str::trim) {
+            None => Ok(default),
+            Some("true") => Ok(true),
+            Some("false") => Ok(false),
+            Some(v) => Err(format!(
+                "setting `{key}` must be `true` or `false`, got `{v}`"
+            )),
+        }
+    }
+
     /// The value of `key` as an integer in `[min, max]`, or `default`.
     pub fn integer_or(&self, key: &str, default: u32, min: u32, max: u32) -> Result<u32, String> {
         let Some(value) = self.get(key) else {
@@ -66,16 +93,17 @@ impl<'a> Settings<'a> {
     }
 }
 
+/// A settings table from string pairs (for plugins' tests).
+pub fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
+    items
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
-        items
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
 
     #[test]
     fn rejects_unknown_and_duplicate_keys() {
@@ -99,5 +127,12 @@ mod tests {
         assert_eq!(s.integer_or("other", 7, 1, 100).unwrap(), 7);
         assert!(s.integer_or("n", 1, 1, 10).is_err());
         assert!(s.integer_or("graph", 1, 1, 10).is_err());
+        let p = pairs(&[("k1", "1.5"), ("stem", "false"), ("bad", "yes")]);
+        let s = Settings::new(&p, &["k1", "stem", "bad", "b"]).unwrap();
+        assert_eq!(s.number_or("k1", 1.2, 0.0, 10.0).unwrap(), 1.5);
+        assert_eq!(s.number_or("b", 0.75, 0.0, 1.0).unwrap(), 0.75);
+        assert!(s.number_or("k1", 1.2, 0.0, 1.0).is_err());
+        assert!(!s.bool_or("stem", true).unwrap());
+        assert!(s.bool_or("bad", true).is_err());
     }
 }
