@@ -28,6 +28,7 @@
 pub mod error;
 pub mod metrics;
 pub mod objects;
+pub mod openapi;
 mod rerank;
 pub mod wire;
 
@@ -48,9 +49,6 @@ use crate::sandbox::validate::DEFAULT_MAX_COMPONENT_BYTES;
 use crate::service::{Components, Graphs, Service, ServiceError};
 use error::{ApiError, FailureKind};
 use metrics::Metrics;
-
-/// The OpenAPI document served at `/openapi.json`.
-pub const OPENAPI: &str = include_str!("openapi.json");
 
 /// HTTP-level settings.
 #[derive(Debug, Clone)]
@@ -283,5 +281,9 @@ async fn metrics_text(State(state): State<AppState>) -> Response {
 }
 
 async fn openapi() -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        openapi::document(),
+    )
+        .into_response()
 }

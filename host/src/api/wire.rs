@@ -65,7 +65,7 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
 }
 
 /// `POST /v1/rerank` and `/v2/rerank` (Cohere, Jina, Voyage shape).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct RerankRequest {
     /// Component name. Optional when the server has a default model.
     #[serde(default)]
@@ -73,6 +73,7 @@ pub struct RerankRequest {
     /// The query.
     pub query: String,
     /// Strings, or objects with a `text` field.
+    #[schema(value_type = Vec<Object>)]
     pub documents: Vec<serde_json::Value>,
     /// Keep the best N (all when absent).
     #[serde(default)]
@@ -103,14 +104,14 @@ pub fn document_texts(docs: Vec<serde_json::Value>) -> Result<Vec<String>, ApiEr
 }
 
 /// A document echoed back.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct DocumentText {
     /// Its text.
     pub text: String,
 }
 
 /// One result of [`RerankResponse`].
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct RerankResult {
     /// Position in the request's `documents`.
     pub index: usize,
@@ -122,7 +123,7 @@ pub struct RerankResult {
 }
 
 /// The response of `/v1/rerank` and `/v2/rerank`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct RerankResponse {
     /// A unique id for the call.
     pub id: String,
@@ -131,11 +132,12 @@ pub struct RerankResponse {
     /// Best first.
     pub results: Vec<RerankResult>,
     /// API meta data, in Cohere's shape.
+    #[schema(value_type = Object)]
     pub meta: serde_json::Value,
 }
 
 /// `POST /rerank` (text-embeddings-inference shape).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct TeiRerankRequest {
     /// The query.
     pub query: String,
@@ -159,7 +161,7 @@ pub struct TeiRerankRequest {
 }
 
 /// One element of the `/rerank` response.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TeiRank {
     /// Position in `texts`.
     pub index: usize,

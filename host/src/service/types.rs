@@ -57,7 +57,7 @@ pub fn default_tenant_share(workers: usize) -> usize {
 }
 
 /// Whose namespace an object is in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Owner {
     /// The operator's manifest: readable and callable by every tenant.
@@ -68,7 +68,7 @@ pub enum Owner {
 
 /// What an uploader says about a component (the `config` part of the
 /// upload). Everything is optional.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ComponentConfig {
     /// A description for listings.
@@ -79,6 +79,7 @@ pub struct ComponentConfig {
     pub graphs: Vec<String>,
     /// Settings passed to `configure`: strings, numbers or booleans.
     #[serde(default)]
+    #[schema(value_type = Object)]
     pub settings: BTreeMap<String, serde_json::Value>,
     /// Settings whose value is the text of one of the tenant's graphs of
     /// format `text` (a tokenizer, say), by graph name. Spelled
@@ -91,7 +92,7 @@ pub struct ComponentConfig {
 }
 
 /// Limits an upload may ask for (never more than the tenant's or host's).
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UploadLimits {
     /// Per-call deadline in ms.
@@ -106,7 +107,7 @@ pub struct UploadLimits {
 }
 
 /// How a graph upload is used.
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum GraphFormat {
     /// An ONNX model: loaded (and so checked) by the host's back-end at
@@ -118,7 +119,7 @@ pub enum GraphFormat {
 }
 
 /// What an uploader says about a graph.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GraphConfig {
     /// `onnx` (default) or `text`.
@@ -140,7 +141,7 @@ pub(super) struct StoredComponent {
 }
 
 /// A component as listed.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ComponentInfo {
     /// Its name.
     pub name: String,
@@ -161,6 +162,7 @@ pub struct ComponentInfo {
     pub graphs: Vec<String>,
     /// What `configure` returned when it was uploaded (uploads only).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub model: Option<serde_json::Value>,
     /// The upload's configuration (uploads only).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -171,7 +173,7 @@ pub struct ComponentInfo {
 }
 
 /// A graph as listed.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct GraphInfo {
     /// Its name.
     pub name: String,
