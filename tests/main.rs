@@ -4,6 +4,7 @@
 
 mod cli;
 mod common;
+mod contract;
 mod holes;
 mod holes_server;
 mod model;
