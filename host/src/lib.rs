@@ -22,7 +22,7 @@
 //! * [`sandbox`]: the wasmtime engine, per-call limits, the capability-free
 //!   WASI context, the validator, bounded async calls into a plugin.
 //! * [`nn`]: named graphs, the one wasi-nn adapter and the back-ends.
-//! * leaves: [`digest`], [`meter`], [`names`], [`error`].
+//! * leaves: [`digest`], [`fsutil`], [`meter`], [`names`], [`error`].
 //! * `eval` (cargo feature `eval`): retrieval-quality evaluation (BM25
 //!   first stage + reranker).
 
@@ -31,6 +31,7 @@ pub mod digest;
 pub mod error;
 #[cfg(feature = "eval")]
 pub mod eval;
+pub mod fsutil;
 pub mod meter;
 pub mod names;
 pub mod nn;

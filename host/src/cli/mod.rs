@@ -13,6 +13,45 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 use nboost::nn::{BackendKind, NnOptions, Target};
+
+/// `--backend`: the clap face of [`BackendKind`] (the library has no clap).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum BackendArg {
+    /// tract: pure Rust, always compiled in, no shared library needed.
+    Tract,
+    /// ONNX Runtime, loaded at run time from `libonnxruntime.so`.
+    Ort,
+    /// OpenVINO, loaded at run time from `libopenvino_c.so`.
+    Openvino,
+}
+
+impl From<BackendArg> for BackendKind {
+    fn from(b: BackendArg) -> Self {
+        match b {
+            BackendArg::Tract => BackendKind::Tract,
+            BackendArg::Ort => BackendKind::Ort,
+            BackendArg::Openvino => BackendKind::Openvino,
+        }
+    }
+}
+
+/// `--target`: the clap face of [`Target`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum TargetArg {
+    /// Host CPU.
+    Cpu,
+    /// A GPU (CUDA for ONNX Runtime, `GPU` device for OpenVINO).
+    Gpu,
+}
+
+impl From<TargetArg> for Target {
+    fn from(t: TargetArg) -> Self {
+        match t {
+            TargetArg::Cpu => Target::Cpu,
+            TargetArg::Gpu => Target::Gpu,
+        }
+    }
+}
 use nboost::registry::Manifest;
 use nboost::sandbox::EngineOptions;
 use nboost::service::{Reranker, RerankerConfig};
@@ -47,7 +86,7 @@ pub struct GlobalArgs {
         value_enum,
         default_value = "tract"
     )]
-    backend: BackendKind,
+    backend: BackendArg,
     /// Device for the graphs.
     #[arg(
         long,
@@ -56,7 +95,7 @@ pub struct GlobalArgs {
         value_enum,
         default_value = "cpu"
     )]
-    target: Target,
+    target: TargetArg,
     /// Threads one inference may use (default: all cores).
     #[arg(long, global = true, env = "NBOOST_THREADS")]
     threads: Option<usize>,
@@ -204,8 +243,8 @@ impl GlobalArgs {
         }
         engine.limits.fuel_per_call = self.fuel;
         let mut nn = NnOptions {
-            backend: self.backend,
-            target: self.target,
+            backend: self.backend.into(),
+            target: self.target.into(),
             ort_library: self.ort_library.clone(),
             openvino_library: self.openvino_library.clone(),
             ..NnOptions::default()

@@ -46,7 +46,7 @@ pub use compute::GraphMeta;
 use crate::RerankError;
 
 /// Which engine runs ONNX graphs in this host.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum BackendKind {
     /// tract: pure Rust, always compiled in, no shared library needed.
@@ -58,7 +58,7 @@ pub enum BackendKind {
 }
 
 /// Where a graph runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Target {
     /// Host CPU.

@@ -24,6 +24,7 @@ pub use crate::names::check_name;
 pub use isolate::IsolatedCompiler;
 pub use manifest::{ComponentEntry, Manifest};
 
+pub use crate::fsutil::write_atomic;
 use crate::nn::NnHost;
 pub use crate::sandbox::PluginGraphs;
 use crate::sandbox::{
@@ -348,29 +349,4 @@ fn deserialize_bytes(engine: &SandboxEngine, artifact: &[u8]) -> wasmtime::Resul
     // configuration. Native code compiled from an untrusted component is
     // exactly as trusted as if it had been compiled in process.
     unsafe { Component::deserialize(engine.engine(), artifact) }
-}
-
-/// Write a file atomically: temp file in the same directory, fsync, rename.
-pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    static SEQ: AtomicUsize = AtomicUsize::new(0);
-    let tmp = dir.join(format!(
-        ".{}.{}-{}.tmp",
-        path.file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("artifact"),
-        std::process::id(),
-        SEQ.fetch_add(1, Ordering::Relaxed)
-    ));
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(data)?;
-    f.sync_all()?;
-    drop(f);
-    std::fs::rename(&tmp, path)?;
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
 }

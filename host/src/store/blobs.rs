@@ -7,7 +7,6 @@
 //! either nothing or the whole content, never a prefix. Temp files left by
 //! a crash are removed when the store is opened for serving.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -68,18 +67,8 @@ impl Blobs {
             std::process::id(),
             SEQ.fetch_add(1, Ordering::Relaxed)
         ));
-        let write = || -> std::io::Result<()> {
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(bytes)?;
-            f.sync_all()?;
-            drop(f);
-            std::fs::rename(&tmp, &path)?;
-            std::fs::File::open(&self.dir)?.sync_all()
-        };
-        write().map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            StoreError::io(&path, e)
-        })?;
+        crate::fsutil::write_atomic_via(&tmp, &path, bytes)
+            .map_err(|e| StoreError::io(&path, e))?;
         Ok(digest)
     }
 
