@@ -48,26 +48,12 @@ pub mod pairs;
 
 use std::cell::RefCell;
 
-use nboost_nn_common::nn::{i64_tensor, Model};
+use nboost_nn_common::nn::Model;
 use nboost_nn_common::settings::Settings;
 use nboost_nn_common::tensors::Batch;
 use nboost_nn_common::text::TextEncoder;
 
-/// Rust bindings for the `nn-reranker-plugin` world. The wasi-nn interfaces
-/// are not generated again: they are `nboost_nn_common::bindings`.
-#[allow(missing_docs, reason = "generated code")]
-mod bindings {
-    wit_bindgen::generate!({
-        world: "nn-reranker-plugin",
-        path: "../../wit",
-        with: {
-            "wasi:nn/tensor@0.2.0-rc-2024-10-28": nboost_nn_common::bindings::wasi::nn::tensor,
-            "wasi:nn/graph@0.2.0-rc-2024-10-28": nboost_nn_common::bindings::wasi::nn::graph,
-            "wasi:nn/inference@0.2.0-rc-2024-10-28": nboost_nn_common::bindings::wasi::nn::inference,
-            "wasi:nn/errors@0.2.0-rc-2024-10-28": nboost_nn_common::bindings::wasi::nn::errors,
-        },
-    });
-}
+nboost_nn_common::plugin_bindings!();
 
 use bindings::exports::nboost::reranker::reranker::{Error, Guest, ModelInfo};
 
@@ -119,13 +105,7 @@ thread_local! {
 impl State {
     /// Run the model on one batch of pairs and return its logits.
     fn run(&self, batch: &Batch) -> Result<pairs::Logits, String> {
-        let dims = batch.dims();
-        let inputs = vec![
-            i64_tensor("input_ids", &dims, &batch.input_ids),
-            i64_tensor("attention_mask", &dims, &batch.attention_mask),
-            i64_tensor("token_type_ids", &dims, &batch.token_type_ids),
-        ];
-        let outputs = self.model.compute(inputs).map_err(|e| e.to_string())?;
+        let outputs = self.model.compute_bert(batch).map_err(|e| e.to_string())?;
         outputs.f32(&self.output)
     }
 }

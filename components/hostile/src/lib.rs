@@ -55,20 +55,7 @@ use nboost_nn_common::bindings::wasi::nn::tensor::{Tensor, TensorType};
 use nboost_nn_common::nn::Model;
 use nboost_nn_common::settings::Settings;
 
-/// Bindings for the `nn-reranker-plugin` world, reusing nn-common's wasi-nn.
-#[allow(missing_docs, reason = "generated code")]
-mod bindings {
-    wit_bindgen::generate!({
-        world: "nn-reranker-plugin",
-        path: "../../wit",
-        with: {
-            "wasi:nn/tensor@0.2.0-rc-2024-10-28": nboost_nn_common::bindings::wasi::nn::tensor,
-            "wasi:nn/graph@0.2.0-rc-2024-10-28": nboost_nn_common::bindings::wasi::nn::graph,
-            "wasi:nn/inference@0.2.0-rc-2024-10-28": nboost_nn_common::bindings::wasi::nn::inference,
-            "wasi:nn/errors@0.2.0-rc-2024-10-28": nboost_nn_common::bindings::wasi::nn::errors,
-        },
-    });
-}
+nboost_nn_common::plugin_bindings!();
 
 use bindings::exports::nboost::reranker::reranker::{Error, Guest, ModelInfo};
 

@@ -57,26 +57,12 @@ pub mod embed;
 
 use std::cell::RefCell;
 
-use nboost_nn_common::nn::{i64_tensor, Model};
+use nboost_nn_common::nn::Model;
 use nboost_nn_common::settings::Settings;
 use nboost_nn_common::tensors::Batch;
 use nboost_nn_common::text::TextEncoder;
 
-/// Rust bindings for the `nn-reranker-plugin` world. The wasi-nn interfaces
-/// are not generated again: they are `nboost_nn_common::bindings`.
-#[allow(missing_docs, reason = "generated code")]
-mod bindings {
-    wit_bindgen::generate!({
-        world: "nn-reranker-plugin",
-        path: "../../wit",
-        with: {
-            "wasi:nn/tensor@0.2.0-rc-2024-10-28": nboost_nn_common::bindings::wasi::nn::tensor,
-            "wasi:nn/graph@0.2.0-rc-2024-10-28": nboost_nn_common::bindings::wasi::nn::graph,
-            "wasi:nn/inference@0.2.0-rc-2024-10-28": nboost_nn_common::bindings::wasi::nn::inference,
-            "wasi:nn/errors@0.2.0-rc-2024-10-28": nboost_nn_common::bindings::wasi::nn::errors,
-        },
-    });
-}
+nboost_nn_common::plugin_bindings!();
 
 use bindings::exports::nboost::reranker::reranker::{Error, Guest, ModelInfo};
 
@@ -127,14 +113,8 @@ thread_local! {
 
 /// Run the model on one batch and return its `last_hidden_state`.
 fn run(model: &Model, batch: &Batch) -> Result<embed::HiddenState, embed::Failure> {
-    let dims = batch.dims();
-    let inputs = vec![
-        i64_tensor("input_ids", &dims, &batch.input_ids),
-        i64_tensor("attention_mask", &dims, &batch.attention_mask),
-        i64_tensor("token_type_ids", &dims, &batch.token_type_ids),
-    ];
     let outputs = model
-        .compute(inputs)
+        .compute_bert(batch)
         .map_err(|e| embed::Failure::Backend(e.to_string()))?;
     outputs.f32(OUTPUT).map_err(embed::Failure::Backend)
 }

@@ -25,6 +25,36 @@
 
 pub mod nn;
 pub mod pooling;
+
+/// The bindings of a model plugin: the `nn-reranker-plugin` world of
+/// `wit/`, with the wasi-nn interfaces taken from [`bindings`] (generated
+/// once, here) instead of generated again. Expands to `mod bindings`; use
+/// it from a crate in `components/`:
+///
+/// ```ignore
+/// nboost_nn_common::plugin_bindings!();
+/// use bindings::exports::nboost::reranker::reranker::{Error, Guest, ModelInfo};
+/// ```
+#[macro_export]
+macro_rules! plugin_bindings {
+    () => {
+        /// Rust bindings for the `nn-reranker-plugin` world (wasi-nn shared
+        /// with `nboost_nn_common`).
+        #[allow(missing_docs, reason = "generated code")]
+        mod bindings {
+            wit_bindgen::generate!({
+                world: "nn-reranker-plugin",
+                path: "../../wit",
+                with: {
+                    "wasi:nn/tensor@0.2.0-rc-2024-10-28": nboost_nn_common::bindings::wasi::nn::tensor,
+                    "wasi:nn/graph@0.2.0-rc-2024-10-28": nboost_nn_common::bindings::wasi::nn::graph,
+                    "wasi:nn/inference@0.2.0-rc-2024-10-28": nboost_nn_common::bindings::wasi::nn::inference,
+                    "wasi:nn/errors@0.2.0-rc-2024-10-28": nboost_nn_common::bindings::wasi::nn::errors,
+                },
+            });
+        }
+    };
+}
 /// Settings parsing (the `nboost-settings` crate).
 pub use nboost_settings as settings;
 pub mod tensors;

@@ -110,6 +110,17 @@ impl Model {
             .map(Outputs)
             .map_err(|e| NnError::new(format!("compute on {:?}", self.name), &e))
     }
+
+    /// Run a BERT-style graph on one padded batch: its `input_ids`,
+    /// `attention_mask` and `token_type_ids` as `[batch, seq]` tensors.
+    pub fn compute_bert(&self, batch: &crate::tensors::Batch) -> Result<Outputs, NnError> {
+        let dims = batch.dims();
+        self.compute(vec![
+            i64_tensor("input_ids", &dims, &batch.input_ids),
+            i64_tensor("attention_mask", &dims, &batch.attention_mask),
+            i64_tensor("token_type_ids", &dims, &batch.token_type_ids),
+        ])
+    }
 }
 
 /// A named `I64` input tensor with dimensions `dims` and row-major `values`.
