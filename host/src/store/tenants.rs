@@ -11,21 +11,7 @@ impl Store {
     pub fn add_tenant(&self, name: &TenantId, quotas: &Quotas) -> Result<ApiKey, StoreError> {
         let key = ApiKey::generate().map_err(StoreError::Io)?;
         let conn = self.conn();
-        let inserted = conn.execute(
-            "INSERT OR IGNORE INTO tenants (name, key_sha256, max_components, max_graphs, max_bytes, \
-             max_concurrent, deadline_ms, memory_mib, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            params![
-                name.as_str(),
-                key.hash(),
-                quotas.max_components,
-                quotas.max_graphs,
-                quotas.max_bytes as i64,
-                quotas.max_concurrent,
-                quotas.deadline_ms.map(|v| v as i64),
-                quotas.memory_mib.map(|v| v as i64),
-                now()
-            ],
-        )?;
+        let inserted = insert_tenant(&conn, "OR IGNORE", "", name, &key.hash(), quotas)?;
         if inserted == 0 {
             return Err(StoreError::TenantExists(name.to_string()));
         }
@@ -57,24 +43,16 @@ impl Store {
             )
             .optional()?
             .is_some();
-        tx.execute(
-            "INSERT INTO tenants (name, key_sha256, max_components, max_graphs, max_bytes, \
-             max_concurrent, deadline_ms, memory_mib, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
-             ON CONFLICT (name) DO UPDATE SET key_sha256 = excluded.key_sha256, \
+        insert_tenant(
+            &tx,
+            "",
+            "ON CONFLICT (name) DO UPDATE SET key_sha256 = excluded.key_sha256, \
              max_components = excluded.max_components, max_graphs = excluded.max_graphs, \
              max_bytes = excluded.max_bytes, max_concurrent = excluded.max_concurrent, \
              deadline_ms = excluded.deadline_ms, memory_mib = excluded.memory_mib",
-            params![
-                name.as_str(),
-                hash,
-                quotas.max_components,
-                quotas.max_graphs,
-                quotas.max_bytes as i64,
-                quotas.max_concurrent,
-                quotas.deadline_ms.map(|v| v as i64),
-                quotas.memory_mib.map(|v| v as i64),
-                now()
-            ],
+            name,
+            &hash,
+            quotas,
         )?;
         tx.commit()?;
         Ok(!existed)
@@ -190,4 +168,34 @@ impl Store {
     pub fn usage(&self, tenant: &TenantId) -> Result<Usage, StoreError> {
         usage(&self.conn(), tenant.as_str())
     }
+}
+
+/// The one tenant INSERT: `or` after `INSERT` (`OR IGNORE`), `conflict`
+/// after the values (an upsert clause). Returns the rows inserted.
+pub(super) fn insert_tenant(
+    conn: &Connection,
+    or: &str,
+    conflict: &str,
+    name: &TenantId,
+    key_hash: &str,
+    quotas: &Quotas,
+) -> rusqlite::Result<usize> {
+    conn.execute(
+        &format!(
+            "INSERT {or} INTO tenants (name, key_sha256, max_components, max_graphs, max_bytes, \
+             max_concurrent, deadline_ms, memory_mib, created_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) {conflict}"
+        ),
+        params![
+            name.as_str(),
+            key_hash,
+            quotas.max_components,
+            quotas.max_graphs,
+            quotas.max_bytes as i64,
+            quotas.max_concurrent,
+            quotas.deadline_ms.map(|v| v as i64),
+            quotas.memory_mib.map(|v| v as i64),
+            now()
+        ],
+    )
 }
