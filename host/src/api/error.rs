@@ -27,7 +27,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
-use crate::sandbox::GuestError;
+use crate::error::GuestError;
 use crate::service::ServiceError;
 use crate::RerankError;
 
