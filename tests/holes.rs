@@ -55,39 +55,10 @@ limits = {{ memory-mib = 256 }}
     reranker(&text, config(BackendKind::Tract))
 }
 
-fn passages() -> Vec<String> {
-    vec![
-        "aircraft wings generate lift".into(),
-        "bread needs flour".into(),
-        "lift and drag on a wing".into(),
-    ]
-}
-
-fn good_answer(host: &Reranker) -> Vec<usize> {
-    host.rerank("good", "wing lift", &passages(), None)
-        .expect("the good component answers")
-        .ranking
-        .iter()
-        .map(|r| r.index)
-        .collect()
-}
-
-/// Run `name` on one thread while the good component serves on another.
+/// The sandbox suite's harness: the attack runs on one thread while the
+/// good component serves on another.
 fn attack(host: &Reranker, name: &str) -> Result<Vec<f32>, RerankError> {
-    let expected = good_answer(host);
-    assert_eq!(expected[2], 1, "the bread passage ranks last");
-    let result = std::thread::scope(|s| {
-        let hostile = s.spawn(|| {
-            host.rerank(name, "wing lift", &passages(), None)
-                .map(|r| r.ranking.iter().map(|p| p.score).collect::<Vec<f32>>())
-        });
-        for _ in 0..5 {
-            assert_eq!(good_answer(host), expected);
-        }
-        hostile.join().expect("the host thread did not panic")
-    });
-    assert_eq!(good_answer(host), expected);
-    result
+    crate::sandbox::attack_on(host, name)
 }
 
 #[test]
@@ -289,11 +260,14 @@ fn compile_bombs_are_refused_by_the_validator_or_the_compile_limit() {
     }
 }
 
-/// How long the slow bomb takes to compile with no limit (for the notes;
-/// `cargo test -- --ignored --nocapture bomb_cost`).
+/// The slow bomb is a real compile bomb, not a file the validator refuses:
+/// with no limit it passes every static check and compiles, and only then
+/// fails, when its exports are matched to the contract, because it has no
+/// `configure`. (So the limits in
+/// the test above are what stop it. Its cost is printed for the notes:
+/// `cargo test --test all slow_bomb -- --nocapture`.)
 #[test]
-#[ignore = "a measurement, not a check"]
-fn bomb_cost() {
+fn the_slow_bomb_passes_static_checks_and_compiles_without_limits() {
     let dir = tempfile::tempdir().unwrap();
     let manifest = dir.path().join("nboost.toml");
     std::fs::write(&manifest, "").unwrap();
@@ -311,10 +285,15 @@ fn bomb_cost() {
             slow.to_str().unwrap(),
         ],
     );
+    let stderr = String::from_utf8_lossy(&out.stderr);
     eprintln!(
-        "one function, {} bytes of file: {:?}: {}",
+        "one function, {} bytes: compiled in {:?}",
         bytes.len(),
-        t.elapsed(),
-        String::from_utf8_lossy(&out.stderr)
+        t.elapsed()
+    );
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("not a nboost:reranker@0.1 plugin"),
+        "{stderr}"
     );
 }

@@ -77,7 +77,7 @@ limits = {{ memory-mib = 64 }}
     reranker(&text, config(BackendKind::Tract))
 }
 
-fn passages() -> Vec<String> {
+pub(crate) fn passages() -> Vec<String> {
     vec![
         "aircraft wings generate lift".into(),
         "bread needs flour".into(),
@@ -86,7 +86,8 @@ fn passages() -> Vec<String> {
 }
 
 /// The good component's answer must be exactly this, under attack or not.
-fn good_answer(host: &Reranker) -> Vec<usize> {
+/// `host` must name the lexical component `good`.
+pub(crate) fn good_answer(host: &Reranker) -> Vec<usize> {
     host.rerank("good", "wing lift", &passages(), None)
         .expect("the good component answers")
         .ranking
@@ -99,7 +100,16 @@ fn good_answer(host: &Reranker) -> Vec<usize> {
 /// return the attack's result after checking the good component throughout.
 fn attack(name: &str) -> Result<Vec<f32>, RerankError> {
     let host = host();
-    let expected = good_answer(&host);
+    let result = attack_on(&host, name);
+    // A fresh instance of the same plugin file still works.
+    assert!(host.rerank("none", "q", &passages(), None).is_ok());
+    result
+}
+
+/// [`attack`] on a given host (which names the lexical component `good`):
+/// the good component answers exactly the same before, during and after.
+pub(crate) fn attack_on(host: &Reranker, name: &str) -> Result<Vec<f32>, RerankError> {
+    let expected = good_answer(host);
     assert_eq!(expected[2], 1, "the bread passage ranks last");
     let result = std::thread::scope(|s| {
         let hostile = s.spawn(|| {
@@ -107,14 +117,12 @@ fn attack(name: &str) -> Result<Vec<f32>, RerankError> {
                 .map(|r| r.ranking.iter().map(|p| p.score).collect::<Vec<f32>>())
         });
         for _ in 0..5 {
-            assert_eq!(good_answer(&host), expected);
+            assert_eq!(good_answer(host), expected);
         }
         hostile.join().expect("the host thread did not panic")
     });
-    // After the attack the host still serves, including a fresh instance of
-    // the same plugin file.
-    assert_eq!(good_answer(&host), expected);
-    assert!(host.rerank("none", "q", &passages(), None).is_ok());
+    // After the attack the host still serves.
+    assert_eq!(good_answer(host), expected);
     result
 }
 

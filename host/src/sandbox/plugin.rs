@@ -202,12 +202,12 @@ impl PluginPre {
             self.pre.instantiate_async(&mut plugin.store),
         )
         .await;
-        let bindings = plugin.settle(instantiated).map_err(|e| match e {
-            RerankError::GuestFault(m) if m.contains("type mismatch") || m.contains("export") => {
-                self.bad_signature(m)
-            }
-            other => other,
-        })?;
+        let bindings = match instantiated {
+            // Not a trap, a deadline or a limit: the exports did not
+            // type-check against the contract.
+            Ok(Err(e)) if !plugin.is_fault(&e) => return Err(self.bad_signature(format!("{e:#}"))),
+            other => plugin.settle(other)?,
+        };
         plugin.bindings = Some(bindings);
         Ok(plugin)
     }
@@ -229,7 +229,7 @@ impl PluginPre {
         let mut plugin = self.start(engine, cancel).await?;
         plugin.arm();
         let deadline = plugin.deadline();
-        let bindings = plugin.bindings.take().expect("set by start");
+        let bindings = plugin.bindings.as_ref().expect("set by start");
         let result = bounded(
             deadline,
             cancel,
@@ -238,7 +238,6 @@ impl PluginPre {
                 .call_configure(&mut plugin.store, &self.settings),
         )
         .await;
-        plugin.bindings = Some(bindings);
         plugin.drain_log();
         let result = plugin.settle(result)?;
         let info = match result {
@@ -321,7 +320,7 @@ impl Plugin {
         }
         self.arm();
         let deadline = self.deadline();
-        let bindings = self.bindings.take().expect("set in instantiate");
+        let bindings = self.bindings.as_ref().expect("set in instantiate");
         let result = bounded(
             deadline,
             cancel,
@@ -330,7 +329,6 @@ impl Plugin {
                 .call_score(&mut self.store, query, passages),
         )
         .await;
-        self.bindings = Some(bindings);
         self.drain_log();
         let result = self.settle(result)?;
         match result {
@@ -394,6 +392,15 @@ impl Plugin {
             // Cannot fail: fuel is enabled on the engine whenever it is set.
             let _ = self.store.set_fuel(fuel);
         }
+    }
+
+    /// Whether `err` is the instance's own fault (a trap, a deadline, a
+    /// limit) rather than a component that does not fit the contract.
+    fn is_fault(&self, err: &wasmtime::Error) -> bool {
+        err.downcast_ref::<Trap>().is_some()
+            || err.downcast_ref::<DeadlineExceeded>().is_some()
+            || err.downcast_ref::<OverBudget>().is_some()
+            || self.store.data().limiter.refused()
     }
 
     /// Classify a trap or host error, and mark the instance dead.
