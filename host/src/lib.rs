@@ -22,12 +22,12 @@
 //! * [`sandbox`]: the wasmtime engine, per-call limits, the capability-free
 //!   WASI context, the validator, bounded async calls into a plugin.
 //! * [`nn`]: named graphs, the one wasi-nn adapter and the back-ends.
-//! * leaves: [`digest`], [`fsutil`], [`meter`], [`names`], [`error`].
+//! * leaves: [`fsutil`], [`meter`], [`names`], [`error`], and the
+//!   `nboost-validate` crate (validation, digests).
 //! * `eval` (cargo feature `eval`): retrieval-quality evaluation (BM25
 //!   first stage + reranker).
 
 pub mod api;
-pub mod digest;
 pub mod error;
 #[cfg(feature = "eval")]
 pub mod eval;

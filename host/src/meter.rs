@@ -41,11 +41,6 @@ impl MemoryBudget {
         self.host
     }
 
-    /// Linear memory now, in bytes.
-    pub fn linear_bytes(&self) -> u64 {
-        self.linear
-    }
-
     /// Whether any request was refused (a later trap is then "out of
     /// memory", not a generic fault).
     pub fn denied(&self) -> bool {

@@ -176,7 +176,7 @@ impl NnState {
             return Err(format!("no graph `{name}` is allowed for this component"));
         };
         let host = &self.host;
-        cell.get_or_try_init(|| host.loaded_graph(name))
+        cell.get_or_try_init(|| host.graph(name))
             .cloned()
             .map_err(|e| e.to_string())
     }

@@ -184,21 +184,14 @@ impl<T> Drop for Pooled<'_, T> {
 }
 
 /// A back-end's shared library: `flag`, else the environment variable
-/// `env`, else an error saying how to give one (`hint`).
-pub fn library_file(
-    flag: Option<&PathBuf>,
-    env: &str,
-    hint: &str,
-) -> Result<Option<PathBuf>, RerankError> {
+/// `env` (`None` when neither is given); an error when the path given does
+/// not exist.
+pub fn library_file(flag: Option<&PathBuf>, env: &str) -> Result<Option<PathBuf>, RerankError> {
     let Some(path) = flag
         .cloned()
         .or_else(|| std::env::var_os(env).map(PathBuf::from))
     else {
-        return if hint.is_empty() {
-            Ok(None)
-        } else {
-            Err(RerankError::Backend(hint.to_string()))
-        };
+        return Ok(None);
     };
     if !path.exists() {
         return Err(RerankError::Backend(format!(

@@ -273,10 +273,13 @@ impl GraphMeta {
         let now = (took.as_nanos() as u64 / elements).max(1);
         let cell = &self.ns_per_element;
         let old = cell.load(std::sync::atomic::Ordering::Relaxed);
-        let new = if old == 0 || now > old {
-            (old + 3 * now) / 4 + u64::from(old == 0) * now / 4
-        } else {
-            (3 * old + now) / 4
+        let new = match old {
+            0 => now,
+            // Slower: move most of the way at once (a deadline guard must
+            // not lag behind a slowdown).
+            _ if now > old => (old + 3 * now) / 4,
+            // Faster: move a quarter of the way.
+            _ => (3 * old + now) / 4,
         };
         cell.store(new.max(1), std::sync::atomic::Ordering::Relaxed);
     }

@@ -347,7 +347,7 @@ impl NnHost {
                 ))
             })?;
             if let Some(want) = &spec.sha256 {
-                let got = crate::digest::sha256_digest(&bytes);
+                let got = nboost_validate::sha256_digest(&bytes);
                 if &got != want {
                     return Err(RerankError::Backend(format!(
                         "graph `{name}`: {} has digest {got}, the manifest pins {want}",
@@ -384,12 +384,6 @@ impl std::fmt::Debug for LoadedGraph {
 }
 
 impl NnHost {
-    /// The manifest graph called `name`, loaded (see [`NnHost::graph`]), as
-    /// a handle for [`NnHost::context_preloaded`].
-    pub fn loaded_graph(&self, name: &str) -> Result<LoadedGraph, RerankError> {
-        self.graph(name)
-    }
-
     /// Load graph bytes with this host's back-end: a manifest graph's file
     /// (through [`NnHost::graph`], which caches it) or an upload. Nothing is
     /// cached here: the caller keeps the handle for as long as the graph

@@ -84,7 +84,7 @@ fn guarded<T>(what: &str, f: impl FnOnce() -> Result<T, String>) -> Result<T, St
 /// The `libopenvino_c.so` to open: in the flag's (or `OPENVINO_LIB_DIR`'s)
 /// directory, else wherever `openvino-finder` finds one.
 fn library_path(options: &NnOptions) -> Result<PathBuf, RerankError> {
-    let dir = library_file(options.openvino_library.as_ref(), "OPENVINO_LIB_DIR", "")?;
+    let dir = library_file(options.openvino_library.as_ref(), "OPENVINO_LIB_DIR")?;
     let Some(dir) = dir else {
         let found = catch_unwind(openvino_sys::library::find).ok().flatten();
         return found.ok_or_else(|| {

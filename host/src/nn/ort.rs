@@ -45,13 +45,13 @@ pub struct OrtLoader {
 
 /// The library path `ort` should open: the flag, else `ORT_DYLIB_PATH`.
 fn library_path(options: &NnOptions) -> Result<PathBuf, RerankError> {
-    let path = library_file(
-        options.ort_library.as_ref(),
-        "ORT_DYLIB_PATH",
-        "the ONNX Runtime back-end needs libonnxruntime.so: pass --ort-library PATH or set \
-         ORT_DYLIB_PATH (the PyPI `onnxruntime` wheel ships it under onnxruntime/capi/)",
-    )?
-    .unwrap_or_default();
+    let path = library_file(options.ort_library.as_ref(), "ORT_DYLIB_PATH")?.ok_or_else(|| {
+        RerankError::Backend(
+            "the ONNX Runtime back-end needs libonnxruntime.so: pass --ort-library PATH or set \
+             ORT_DYLIB_PATH (the PyPI `onnxruntime` wheel ships it under onnxruntime/capi/)"
+                .into(),
+        )
+    })?;
     if !path.is_file() {
         return Err(RerankError::Backend(format!(
             "ONNX Runtime library {} does not exist",

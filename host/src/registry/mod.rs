@@ -24,7 +24,7 @@ pub use crate::names::check_name;
 pub use isolate::IsolatedCompiler;
 pub use manifest::{ComponentEntry, Manifest};
 
-pub use crate::fsutil::write_atomic;
+use crate::fsutil::write_atomic;
 use crate::nn::NnHost;
 pub use crate::sandbox::PluginGraphs;
 use crate::sandbox::{
@@ -216,9 +216,7 @@ impl Registry {
             }
         }
         let isolate = self.isolation.as_ref().filter(|_| c.untrusted);
-        let (compiled, origin) = self
-            .compile_with(c.bytes, &report, isolate)
-            .map_err(&invalid)?;
+        let (compiled, origin) = self.compile(c.bytes, &report, isolate).map_err(&invalid)?;
         let pre = self
             .linker
             .instantiate_pre(&compiled)
@@ -250,19 +248,9 @@ impl Registry {
             .map(|d| d.join(self.engine.cache_key()).join(format!("{hex}.cwasm")))
     }
 
-    /// Compile `bytes` in process, or take the artifact from the disk
-    /// cache.
-    pub fn compile(
-        &self,
-        bytes: &[u8],
-        report: &ComponentReport,
-    ) -> Result<(Component, Origin), String> {
-        self.compile_with(bytes, report, None)
-    }
-
-    /// Compile `bytes` (in `isolate`d subprocess when given), or take the
-    /// artifact from the disk cache.
-    fn compile_with(
+    /// Compile `bytes` (in the `isolate`d subprocess when given), or take
+    /// the artifact from the disk cache.
+    fn compile(
         &self,
         bytes: &[u8],
         report: &ComponentReport,

@@ -62,7 +62,7 @@ impl Service {
                     Caller::Tenant(t) => t,
                 };
                 let (job, extra) = build()?;
-                this.check_job(&job).map_err(E::from)?;
+                check_request(&job, this.options.max_documents).map_err(E::from)?;
                 this.admitted(&tenant, job, &cancel, snapshot)
                     .map(|out| (out, extra))
                     .map_err(E::from)
@@ -74,28 +74,6 @@ impl Service {
                 "the rerank task failed: {e}"
             )))
         })?
-    }
-
-    /// The request-level checks, before any lookup.
-    fn check_job(&self, job: &RerankJob) -> Result<(), ServiceError> {
-        if job.documents.is_empty() {
-            return Err(ServiceError::EmptyDocuments);
-        }
-        if job.query.trim().is_empty() {
-            return Err(RerankError::InvalidInput("the query is empty".into()).into());
-        }
-        if job.documents.len() > self.options.max_documents {
-            return Err(RerankError::InvalidInput(format!(
-                "{} documents is over this server's limit of {}",
-                job.documents.len(),
-                self.options.max_documents
-            ))
-            .into());
-        }
-        if job.top_n == Some(0) {
-            return Err(RerankError::InvalidInput("top_n must be at least 1".into()).into());
-        }
-        Ok(())
     }
 
     /// The rest of [`Service::rerank`], on its blocking thread.
@@ -165,7 +143,7 @@ impl Service {
     ) -> Result<RerankOutcome, ServiceError> {
         let t0 = Instant::now();
         let live = self.live_from(tenant, &job.model, resolved)?;
-        check_input(live.pre.limits(), &job.query, &job.documents)?;
+        check_limits(live.pre.limits(), &job.query, &job.documents)?;
         let mut instance = tracing::debug_span!("instantiate", component = %job.model)
             .in_scope(|| live.checkout(self, cancel))?;
         let instantiate = t0.elapsed();

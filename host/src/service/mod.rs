@@ -67,7 +67,7 @@ use objects::*;
 pub use operator::{Reranked, Reranker, RerankerConfig};
 pub use pool::Gauges;
 use pool::*;
-pub use rank::{check_input, rank, RankedPassage};
+pub use rank::{check_limits, check_request, rank, RankedPassage};
 pub use types::*;
 
 /// Who calls [`Service::rerank`].
@@ -459,7 +459,7 @@ impl Service {
             .iter()
             .any(|s| s.name == name)
         {
-            return Ok(self.registry.nn().loaded_graph(name)?);
+            return Ok(self.registry.nn().graph(name)?);
         }
         Err(ServiceError::Unprocessable(format!(
             "unknown graph `{name}`"

@@ -1,8 +1,10 @@
-//! Ranking: the one input check and the one ordering every front end uses.
+//! Ranking: the one input check (in two parts) and the one ordering every
+//! front end uses.
 //!
 //! Input is checked against the component's limits before any guest code
 //! runs; ordering and top-n are done here, not in the plugin.
 
+use super::{RerankJob, ServiceError};
 use crate::sandbox::SandboxLimits;
 use crate::RerankError;
 
@@ -29,21 +31,35 @@ pub fn rank(scores: Vec<f32>, top_n: Option<usize>) -> Vec<RankedPassage> {
     ranking
 }
 
-/// Reject requests a plugin should never see: an empty query, no passages,
-/// more passages or text than `limits` allow.
-pub fn check_input(
+/// The one input check, part one, before any lookup: documents to rank, a
+/// query, no more documents than the service takes, a sensible `top_n`.
+pub fn check_request(job: &RerankJob, max_documents: usize) -> Result<(), ServiceError> {
+    if job.documents.is_empty() {
+        return Err(ServiceError::EmptyDocuments);
+    }
+    if job.query.trim().is_empty() {
+        return Err(RerankError::InvalidInput("the query is empty".into()).into());
+    }
+    if job.documents.len() > max_documents {
+        return Err(RerankError::InvalidInput(format!(
+            "{} documents is over this server's limit of {max_documents}",
+            job.documents.len(),
+        ))
+        .into());
+    }
+    if job.top_n == Some(0) {
+        return Err(RerankError::InvalidInput("top_n must be at least 1".into()).into());
+    }
+    Ok(())
+}
+
+/// Part two, once the component is known: no more passages or text than
+/// its limits allow.
+pub fn check_limits(
     limits: &SandboxLimits,
     query: &str,
     passages: &[String],
 ) -> Result<(), RerankError> {
-    if query.trim().is_empty() {
-        return Err(RerankError::InvalidInput("the query is empty".into()));
-    }
-    if passages.is_empty() {
-        return Err(RerankError::InvalidInput(
-            "there are no documents to rerank".into(),
-        ));
-    }
     if passages.len() > limits.max_passages {
         return Err(RerankError::InvalidInput(format!(
             "{} passages is over the limit of {}",

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::StoreError;
-use crate::digest::sha256_digest;
+use nboost_validate::sha256_digest;
 
 /// Prefix of in-progress temp files.
 pub const TEMP_PREFIX: &str = ".tmp-";

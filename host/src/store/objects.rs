@@ -24,7 +24,7 @@ impl Store {
     /// Write `bytes` as a blob and pin it. The pin must be held until the
     /// row naming the blob is committed (or the upload is abandoned).
     pub fn write_blob(&self, bytes: &[u8]) -> Result<BlobPin<'_>, StoreError> {
-        let digest = crate::digest::sha256_digest(bytes);
+        let digest = nboost_validate::sha256_digest(bytes);
         let pin = self.pin(&digest);
         self.blobs.write(bytes)?;
         Ok(pin)
