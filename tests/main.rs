@@ -3,8 +3,10 @@
 //! `just components` and `just model` first; `just test` does).
 
 mod cli;
+mod clients;
 mod common;
 mod contract;
+mod fidelity;
 mod holes;
 mod holes_server;
 mod model;

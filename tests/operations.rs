@@ -201,9 +201,38 @@ fn health_metrics_and_openapi() {
         "unauthorized",
     );
     assert_error(
-        s.http.get(s.url("/openapi.json")).send().unwrap(),
+        s.http.get(s.url("/info")).send().unwrap(),
         401,
         "unauthorized",
+    );
+    // The API's description is public, as TEI's is: the document and a
+    // bundled docs page that loads nothing from elsewhere.
+    assert_eq!(
+        s.http.get(s.url("/openapi.json")).send().unwrap().status(),
+        200
+    );
+    let page = s.http.get(s.url("/docs/")).send().unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().unwrap();
+    assert!(html.contains("swagger-ui"), "{html}");
+    assert!(
+        !html.contains("https://") && !html.contains("http://"),
+        "{html}"
+    );
+    let init = s
+        .http
+        .get(s.url("/docs/swagger-initializer.js"))
+        .send()
+        .unwrap();
+    assert_eq!(init.status(), 200);
+    assert!(init.text().unwrap().contains("/openapi.json"));
+    assert_eq!(
+        s.http
+            .get(s.url("/docs/swagger-ui-bundle.js"))
+            .send()
+            .unwrap()
+            .status(),
+        200
     );
 
     assert_eq!(
@@ -265,8 +294,12 @@ fn health_metrics_and_openapi() {
         ("/v1/components/{name}", &["get", "put", "delete"]),
         ("/v1/graphs", &["get"]),
         ("/v1/graphs/{name}", &["get", "put", "delete"]),
+        ("/v1/aliases", &["get"]),
+        ("/v1/aliases/{name}", &["get", "put", "delete"]),
+        ("/info", &["get"]),
         ("/metrics", &["get"]),
         ("/openapi.json", &["get"]),
+        ("/docs/", &["get"]),
     ] {
         for m in methods {
             assert!(

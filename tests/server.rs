@@ -242,12 +242,14 @@ pub(crate) fn json_of(r: Response) -> (u16, Value) {
     (status, v)
 }
 
-/// A 4xx/5xx body is exactly `{error, error_type}`.
+/// A 4xx/5xx body is exactly `{error, error_type, detail}`, `detail`
+/// repeating `error` (Jina-style clients read it).
 pub(crate) fn assert_error(r: Response, status: u16, error_type: &str) -> String {
     let (got, v) = json_of(r);
     assert_eq!(got, status, "{v}");
     let o = v.as_object().unwrap();
-    assert_eq!(o.len(), 2, "{v}");
+    assert_eq!(o.len(), 3, "{v}");
+    assert_eq!(v["detail"], v["error"], "{v}");
     assert_eq!(v["error_type"], error_type, "{v}");
     v["error"].as_str().unwrap().to_string()
 }
@@ -401,7 +403,7 @@ fn bad_requests_get_clear_json_4xx() {
         s.post(
             &key,
             "/v1/rerank",
-            &json!({"model": "lexical", "query": "q", "documents": [{"body": "x"}]}),
+            &json!({"model": "lexical", "query": "q", "documents": [{}]}),
         ),
         422,
         "validation",

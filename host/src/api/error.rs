@@ -1,6 +1,7 @@
 //! Errors at the HTTP edge: every failure becomes one JSON shape,
-//! `{"error": "...", "error_type": "..."}`, with its status, mapped here
-//! and nowhere else.
+//! `{"error": "...", "error_type": "...", "detail": "..."}` (`detail`
+//! repeats `error` for clients written against Jina's and FastAPI's
+//! shape), with its status, mapped here and nowhere else.
 //!
 //! | cause | status | `error_type` |
 //! |---|---|---|
@@ -9,6 +10,7 @@
 //! | missing or unknown API key | 401 | `unauthorized` |
 //! | changing a public component or graph | 403 | `forbidden` |
 //! | unknown name (or another tenant's: same answer) | 404 | `not_found` |
+//! | an alias named like a component | 409 | `conflict` |
 //! | body over its cap | 413 | `payload_too_large` |
 //! | invalid fields, empty query, too many documents, an upload that fails validation | 422 | `validation` |
 //! | server concurrency full / tenant quota reached | 429 | `overloaded` / `quota_exceeded` |
@@ -78,6 +80,7 @@ impl From<ServiceError> for ApiError {
             ServiceError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ServiceError::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found"),
             ServiceError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            ServiceError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ServiceError::Overloaded => (StatusCode::TOO_MANY_REQUESTS, "overloaded"),
             ServiceError::QuotaExceeded(_) => (StatusCode::TOO_MANY_REQUESTS, "quota_exceeded"),
             ServiceError::EmptyDocuments => (StatusCode::BAD_REQUEST, "empty"),
@@ -142,7 +145,12 @@ impl IntoResponse for ApiError {
             }
             _ => self.message,
         };
-        let body = serde_json::json!({ "error": message, "error_type": self.error_type });
+        // `detail` repeats the message where Jina-style clients read it.
+        let body = serde_json::json!({
+            "error": message,
+            "error_type": self.error_type,
+            "detail": message,
+        });
         let mut response = (self.status, Json(body)).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
             response

@@ -9,14 +9,16 @@
 //!
 //! | route | what |
 //! |---|---|
-//! | `GET /health` | liveness; the only route without a key |
+//! | `GET /health` | liveness (no key) |
+//! | `GET /openapi.json`, `GET /docs` | the OpenAPI 3.1 document and a Swagger UI page over it (no key) |
+//! | `GET /info` | the default (or `?model=`) component in TEI's `/info` shape |
 //! | `POST /v1/rerank`, `POST /v2/rerank` | Cohere / Jina rerank ([`api`]) |
 //! | `POST /rerank` | text-embeddings-inference rerank |
 //! | `GET /v1/components` | the tenant's components, then public ones |
 //! | `PUT/GET/DELETE /v1/components/{name}` | upload (new version), read, delete |
 //! | `GET /v1/graphs`, `PUT/GET/DELETE /v1/graphs/{name}` | the same for graphs (model files) |
+//! | `GET /v1/aliases`, `PUT/GET/DELETE /v1/aliases/{name}` | the same for aliases (`{"component": NAME}`) |
 //! | `GET /metrics` | Prometheus text format |
-//! | `GET /openapi.json` | the OpenAPI 3.1 document of all this |
 //!
 //! Uploads are `PUT` with either a `multipart/form-data` body — a `file`
 //! part (the bytes) and an optional `config` part (JSON:
@@ -26,6 +28,7 @@
 //! per route (`413` beyond).
 
 pub mod error;
+pub mod info;
 pub mod metrics;
 pub mod objects;
 pub mod openapi;
@@ -46,7 +49,7 @@ use axum::Router;
 use tracing::Instrument;
 
 use crate::sandbox::validate::DEFAULT_MAX_COMPONENT_BYTES;
-use crate::service::{Components, Graphs, Service, ServiceError};
+use crate::service::{Aliases, Components, Graphs, Service, ServiceError};
 use error::{ApiError, FailureKind};
 use metrics::Metrics;
 
@@ -107,14 +110,22 @@ pub fn router(state: AppState) -> Router {
     ));
     let graphs = objects::routes::<Graphs>("/v1/graphs")
         .layer(DefaultBodyLimit::max(state.config.max_upload_bytes));
+    let aliases = objects::routes::<Aliases>("/v1/aliases").layer(DefaultBodyLimit::max(64 << 10));
     let authenticated = Router::new()
         .merge(components)
         .merge(graphs)
+        .merge(aliases)
+        .route("/info", get(info::info))
         .route("/metrics", get(metrics_text))
-        .route("/openapi.json", get(openapi))
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
+    // The API's description is public, as TEI's is: a docs page (Swagger
+    // UI, bundled) over the one generated document.
+    let docs = utoipa_swagger_ui::SwaggerUi::new("/docs")
+        .config(utoipa_swagger_ui::Config::from("/openapi.json"));
     Router::new()
         .route("/health", get(health))
+        .route("/openapi.json", get(openapi))
+        .merge(docs)
         // Reranks authenticate on their one blocking job (`Service::rerank`).
         .merge(rerank)
         .merge(authenticated)
@@ -255,9 +266,11 @@ async fn not_found() -> ApiError {
 }
 
 async fn method_not_allowed() -> Response {
+    let message = "this method is not allowed on this path";
     let body = serde_json::json!({
-        "error": "this method is not allowed on this path",
-        "error_type": "method_not_allowed"
+        "error": message,
+        "error_type": "method_not_allowed",
+        "detail": message,
     });
     (StatusCode::METHOD_NOT_ALLOWED, Json(body)).into_response()
 }

@@ -4,7 +4,7 @@
 //! Uploads are `PUT` with either a `multipart/form-data` body — a `file`
 //! part (the bytes) and an optional `config` part (JSON: the kind's
 //! configuration) — or the raw bytes alone (for graphs, `?format=text`
-//! then picks the format).
+//! then picks the format; for aliases the body is `{"component": "NAME"}`).
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Multipart, Path, Query, Request, State};
@@ -17,14 +17,22 @@ use serde::de::DeserializeOwned;
 use super::error::ApiError;
 use super::wire;
 use super::AppState;
-use crate::service::{Components, GraphFormat, Graphs, Kind, ServiceError};
+use crate::names::Named;
+use crate::service::{Aliases, Components, GraphFormat, Graphs, Kind, ServiceError};
 use crate::store::Tenant;
 
 /// What the HTTP layer adds to a [`Kind`]: how the query string of an
 /// upload refines its configuration.
 pub trait ApiKind: Kind {
-    /// Apply `?format=` (and refuse it where it means nothing).
-    fn apply_query(config: &mut Self::Config, query: UploadQuery) -> Result<(), ApiError>;
+    /// Apply `?format=` (refused where it means nothing: all but graphs).
+    fn apply_query(_config: &mut Self::Config, query: UploadQuery) -> Result<(), ApiError> {
+        match query.format {
+            None => Ok(()),
+            Some(_) => Err(ApiError::bad_request(
+                "`format` applies to graph uploads only",
+            )),
+        }
+    }
 }
 
 /// The query string an upload may carry.
@@ -36,16 +44,9 @@ pub struct UploadQuery {
     format: Option<GraphFormat>,
 }
 
-impl ApiKind for Components {
-    fn apply_query(_config: &mut Self::Config, query: UploadQuery) -> Result<(), ApiError> {
-        match query.format {
-            None => Ok(()),
-            Some(_) => Err(ApiError::bad_request(
-                "`format` applies to graph uploads only",
-            )),
-        }
-    }
-}
+impl ApiKind for Components {}
+
+impl ApiKind for Aliases {}
 
 impl ApiKind for Graphs {
     fn apply_query(config: &mut Self::Config, query: UploadQuery) -> Result<(), ApiError> {
@@ -158,7 +159,7 @@ async fn put<K: ApiKind>(
     state
         .metrics
         .uploads
-        .with_label_values(&[K::NOUN, outcome])
+        .with_label_values(&[K::Tag::NOUN, outcome])
         .inc();
     let info = result?;
     let status = if K::version(&info) == 1 {

@@ -10,11 +10,13 @@ use std::sync::OnceLock;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
+use super::info::Info;
 use super::wire::{
-    DocumentText, RerankRequest, RerankResponse, RerankResult, TeiRank, TeiRerankRequest,
+    RerankRequest, RerankResponse, RerankResult, TeiRank, TeiRerankRequest, TruncationDirection,
 };
 use crate::service::{
-    ComponentConfig, ComponentInfo, GraphConfig, GraphFormat, GraphInfo, Owner, UploadLimits,
+    AliasInfo, AliasTarget, ComponentConfig, ComponentInfo, GraphConfig, GraphFormat, GraphInfo,
+    Owner, UploadLimits,
 };
 
 /// Every error body: a message and a stable type.
@@ -25,10 +27,14 @@ pub struct ErrorBody {
     error: String,
     /// A stable label (`validation`, `unauthorized`, `not_found`, ...).
     error_type: String,
+    /// The message again, where Jina-style clients read it.
+    detail: String,
 }
 
-/// The multipart form of an upload: the file and an optional `config` part.
-#[derive(utoipa::ToSchema)]
+/// The multipart form of an upload: the file and an optional `config` part
+/// (no other part).
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code, reason = "a schema only")]
 pub struct UploadForm {
     /// The file's bytes.
@@ -51,24 +57,72 @@ impl Modify for Bearer {
     }
 }
 
+/// What every route shares, stated once: a route behind the key answers
+/// 401 without one, and a route that reads a path, query or body answers
+/// 400 to one it cannot parse.
+struct Conventions;
+
+impl Modify for Conventions {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let error = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ErrorBody")))
+                        .build(),
+                )
+                .build()
+        };
+        for item in doc.paths.paths.values_mut() {
+            let ops = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+            ];
+            for op in ops.into_iter().flatten() {
+                let public = op
+                    .security
+                    .as_ref()
+                    .is_some_and(|s| s.iter().all(|r| *r == Default::default()));
+                let responses = &mut op.responses.responses;
+                if !public {
+                    responses
+                        .entry("401".into())
+                        .or_insert_with(|| error("Missing or unknown API key").into());
+                }
+                if op.parameters.is_some() || op.request_body.is_some() {
+                    responses.entry("400".into()).or_insert_with(|| {
+                        error("Malformed JSON, form, query string or name").into()
+                    });
+                }
+            }
+        }
+    }
+}
+
 #[derive(OpenApi)]
 #[openapi(
     info(
         title = "nboost",
         description = "Multi-tenant reranking with sandboxed WebAssembly components. Every route but \
-                       /health needs `Authorization: Bearer <key>`. Errors are `{error, error_type}`."
+                       /health, /openapi.json and /docs needs `Authorization: Bearer <key>`. Errors \
+                       are `{error, error_type, detail}`."
     ),
     security(("bearer" = [])),
-    modifiers(&Bearer),
+    modifiers(&Bearer, &Conventions),
     paths(
         health, rerank_v1, rerank_v2, rerank_tei, list_components, get_component,
         put_component, delete_component, list_graphs, get_graph, put_graph, delete_graph,
-        metrics, openapi_json
+        list_aliases, get_alias, put_alias, delete_alias, info, metrics, openapi_json, docs
     ),
     components(schemas(
-        ErrorBody, UploadForm, RerankRequest, RerankResponse, RerankResult, DocumentText,
+        ErrorBody, UploadForm, RerankRequest, RerankResponse, RerankResult, TruncationDirection,
         TeiRerankRequest, TeiRank, ComponentConfig, UploadLimits, GraphConfig, GraphFormat,
-        ComponentInfo, GraphInfo, Owner
+        ComponentInfo, GraphInfo, Owner, AliasInfo, AliasTarget, Info
     ))
 )]
 struct ApiDoc;
@@ -142,7 +196,7 @@ fn list_components() {}
 
 /// One component in the tenant's view.
 #[utoipa::path(get, path = "/v1/components/{name}", tag = "components",
-    params(("name" = String, Path, description = "Component name")),
+    params(("name" = String, Path, description = "Component name", pattern = "^[a-z0-9]+(-[a-z0-9]+)*$", max_length = 64)),
     responses((status = 200, description = "The component", body = ComponentInfo),
               (status = 404, description = "No such component for this tenant", body = ErrorBody)))]
 #[allow(dead_code, reason = "documentation only")]
@@ -152,7 +206,7 @@ fn get_component() {}
 /// compiled (in a limited subprocess), linked and configured once before
 /// it is accepted. In-flight calls finish on the old version.
 #[utoipa::path(put, path = "/v1/components/{name}", tag = "components",
-    params(("name" = String, Path, description = "Component name")),
+    params(("name" = String, Path, description = "Component name", pattern = "^[a-z0-9]+(-[a-z0-9]+)*$", max_length = 64)),
     request_body(content = UploadForm, content_type = "multipart/form-data"),
     responses(
         (status = 201, description = "First version", body = ComponentInfo),
@@ -168,7 +222,7 @@ fn put_component() {}
 
 /// Delete the tenant's own component.
 #[utoipa::path(delete, path = "/v1/components/{name}", tag = "components",
-    params(("name" = String, Path, description = "Component name")),
+    params(("name" = String, Path, description = "Component name", pattern = "^[a-z0-9]+(-[a-z0-9]+)*$", max_length = 64)),
     responses((status = 204, description = "Deleted"),
               (status = 403, description = "A public component", body = ErrorBody),
               (status = 404, description = "Not the tenant's", body = ErrorBody)))]
@@ -184,7 +238,7 @@ fn list_graphs() {}
 
 /// One graph in the tenant's view.
 #[utoipa::path(get, path = "/v1/graphs/{name}", tag = "graphs",
-    params(("name" = String, Path, description = "Graph name")),
+    params(("name" = String, Path, description = "Graph name", pattern = "^[a-z0-9]+(-[a-z0-9]+)*$", max_length = 64)),
     responses((status = 200, description = "The graph", body = GraphInfo),
               (status = 404, description = "No such graph for this tenant", body = ErrorBody)))]
 #[allow(dead_code, reason = "documentation only")]
@@ -193,7 +247,7 @@ fn get_graph() {}
 /// Upload a graph (ONNX, loaded now; or `text`, e.g. a tokenizer). A raw
 /// body takes `?format=onnx|text`.
 #[utoipa::path(put, path = "/v1/graphs/{name}", tag = "graphs",
-    params(("name" = String, Path, description = "Graph name"),
+    params(("name" = String, Path, description = "Graph name", pattern = "^[a-z0-9]+(-[a-z0-9]+)*$", max_length = 64),
            ("format" = Option<GraphFormat>, Query, description = "Format of a raw-body upload")),
     request_body(content = UploadForm, content_type = "multipart/form-data"),
     responses(
@@ -209,12 +263,66 @@ fn put_graph() {}
 
 /// Delete the tenant's own graph.
 #[utoipa::path(delete, path = "/v1/graphs/{name}", tag = "graphs",
-    params(("name" = String, Path, description = "Graph name")),
+    params(("name" = String, Path, description = "Graph name", pattern = "^[a-z0-9]+(-[a-z0-9]+)*$", max_length = 64)),
     responses((status = 204, description = "Deleted"),
               (status = 403, description = "A public graph", body = ErrorBody),
               (status = 404, description = "Not the tenant's", body = ErrorBody)))]
 #[allow(dead_code, reason = "documentation only")]
 fn delete_graph() {}
+
+/// The tenant's own aliases, then the public ones.
+#[utoipa::path(get, path = "/v1/aliases", tag = "aliases",
+    responses((status = 200, description = "`{\"aliases\": [...]}`", body = Object),
+              (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
+#[allow(dead_code, reason = "documentation only")]
+fn list_aliases() {}
+
+/// One alias in the tenant's view.
+#[utoipa::path(get, path = "/v1/aliases/{name}", tag = "aliases",
+    params(("name" = String, Path, description = "Alias (A-Z a-z 0-9 . _ - /; `/` as %2F)", pattern = "^[A-Za-z0-9_-]+(\\.[A-Za-z0-9_-]+)*(/[A-Za-z0-9_-]+(\\.[A-Za-z0-9_-]+)*)*$", max_length = 128)),
+    responses((status = 200, description = "The alias", body = AliasInfo),
+              (status = 404, description = "No such alias for this tenant", body = ErrorBody)))]
+#[allow(dead_code, reason = "documentation only")]
+fn get_alias() {}
+
+/// Point an alias at a component (the tenant's own, else a public one);
+/// requests naming the alias are served by that component.
+#[utoipa::path(put, path = "/v1/aliases/{name}", tag = "aliases",
+    params(("name" = String, Path, description = "Alias (A-Z a-z 0-9 . _ - /; `/` as %2F)", pattern = "^[A-Za-z0-9_-]+(\\.[A-Za-z0-9_-]+)*(/[A-Za-z0-9_-]+(\\.[A-Za-z0-9_-]+)*)*$", max_length = 128)),
+    request_body(content = AliasTarget, content_type = "application/json"),
+    responses(
+        (status = 201, description = "First version", body = AliasInfo),
+        (status = 200, description = "New version", body = AliasInfo),
+        (status = 400, description = "Bad name", body = ErrorBody),
+        (status = 403, description = "A public alias's name", body = ErrorBody),
+        (status = 413, description = "Body over its size cap", body = ErrorBody),
+        (status = 404, description = "The component it names does not exist", body = ErrorBody),
+        (status = 409, description = "A component's name", body = ErrorBody),
+        (status = 422, description = "Not `{component}`", body = ErrorBody),
+        (status = 429, description = "Quota exceeded", body = ErrorBody),
+    ))]
+#[allow(dead_code, reason = "documentation only")]
+fn put_alias() {}
+
+/// Delete the tenant's own alias.
+#[utoipa::path(delete, path = "/v1/aliases/{name}", tag = "aliases",
+    params(("name" = String, Path, description = "Alias", pattern = "^[A-Za-z0-9_-]+(\\.[A-Za-z0-9_-]+)*(/[A-Za-z0-9_-]+(\\.[A-Za-z0-9_-]+)*)*$", max_length = 128)),
+    responses((status = 204, description = "Deleted"),
+              (status = 403, description = "A public alias", body = ErrorBody),
+              (status = 404, description = "Not the tenant's", body = ErrorBody)))]
+#[allow(dead_code, reason = "documentation only")]
+fn delete_alias() {}
+
+/// The default (or named) component in text-embeddings-inference's
+/// `/info` shape.
+#[utoipa::path(get, path = "/info", tag = "rerank",
+    params(super::info::InfoQuery),
+    responses((status = 200, description = "The model's figures", body = Info),
+              (status = 401, description = "Missing or unknown API key", body = ErrorBody),
+              (status = 404, description = "Unknown component", body = ErrorBody),
+              (status = 422, description = "No model named and no default", body = ErrorBody)))]
+#[allow(dead_code, reason = "documentation only")]
+fn info() {}
 
 /// Prometheus metrics (text format).
 #[utoipa::path(get, path = "/metrics",
@@ -222,11 +330,18 @@ fn delete_graph() {}
 #[allow(dead_code, reason = "documentation only")]
 fn metrics() {}
 
-/// This document.
-#[utoipa::path(get, path = "/openapi.json",
+/// This document (no key).
+#[utoipa::path(get, path = "/openapi.json", security(()),
     responses((status = 200, description = "The OpenAPI 3.1 document", body = Object)))]
 #[allow(dead_code, reason = "documentation only")]
 fn openapi_json() {}
+
+/// A Swagger UI page over this document, bundled (no key, no external
+/// resources).
+#[utoipa::path(get, path = "/docs/", security(()),
+    responses((status = 200, description = "HTML", body = String, content_type = "text/html")))]
+#[allow(dead_code, reason = "documentation only")]
+fn docs() {}
 
 #[cfg(test)]
 mod tests {

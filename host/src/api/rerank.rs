@@ -10,9 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use super::error::ApiError;
-use super::wire::{
-    self, DocumentText, RerankRequest, RerankResponse, RerankResult, TeiRank, TeiRerankRequest,
-};
+use super::wire::{self, RerankRequest, RerankResponse, RerankResult, TeiRank, TeiRerankRequest};
 use super::{bearer, AppState};
 use crate::service::{Caller, RerankJob, ServiceError, Timing};
 
@@ -83,18 +81,26 @@ pub(super) async fn rerank_cohere(
     RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
     let st = state.clone();
-    let (out, (model, with_docs)) = state
+    let (out, (model, echo, chunked)) = state
         .service
         .rerank_with(Caller::Key(key), move || {
             let req: RerankRequest = wire::parse_json(&body)?;
+            let shaping = req.shaping()?;
+            let documents = wire::document_texts(&req.documents, req.rank_fields.as_deref())?;
             let model = model_of(&st, req.model)?;
             let job = RerankJob {
                 model: model.clone(),
                 query: req.query,
-                documents: wire::document_texts(req.documents)?,
+                documents,
                 top_n: req.top_n,
+                shaping,
             };
-            Ok::<_, ApiError>((job, (model, req.return_documents.unwrap_or(false))))
+            // The documents as sent, for `return_documents`.
+            let echo = req
+                .return_documents
+                .unwrap_or(false)
+                .then_some(req.documents);
+            Ok::<_, ApiError>((job, (model, echo, shaping.max_chunks.is_some())))
         })
         .await?;
     observe(&state, &out.timing);
@@ -104,18 +110,22 @@ pub(super) async fn rerank_cohere(
         .map(|r| RerankResult {
             index: r.index,
             relevance_score: r.score,
-            document: with_docs.then(|| DocumentText {
-                text: out.documents[r.index].clone(),
+            document: echo.as_ref().map(|docs| match &docs[r.index] {
+                serde_json::Value::String(s) => serde_json::json!({ "text": s }),
+                other => other.clone(),
             }),
+            chunks: chunked.then(|| out.chunks[r.index]),
         })
         .collect();
+    let passages: usize = out.chunks.iter().sum();
     let body = RerankResponse {
         id: wire::request_id(),
         model,
         results,
         meta: serde_json::json!({
             "api_version": { "version": "2" },
-            "billed_units": { "search_units": 1 }
+            // Cohere bills a search unit per 100 documents (chunks count).
+            "billed_units": { "search_units": passages.div_ceil(100).max(1) }
         }),
     };
     Ok(([timing_header(&out.timing)], Json(body)).into_response())
@@ -131,11 +141,13 @@ pub(super) async fn rerank_tei(
         .service
         .rerank_with(Caller::Key(key), move || {
             let req: TeiRerankRequest = wire::parse_json(&body)?;
+            let shaping = req.shaping();
             let job = RerankJob {
                 model: model_of(&st, req.model)?,
                 query: req.query,
                 documents: req.texts,
                 top_n: None,
+                shaping,
             };
             Ok::<_, ApiError>((job, (req.raw_scores, req.return_text)))
         })

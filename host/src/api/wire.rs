@@ -3,18 +3,19 @@
 //! Two rerank dialects share one service call:
 //!
 //! * **Cohere / Jina** (`POST /v1/rerank`, `POST /v2/rerank`): `{model,
-//!   query, documents: [string | {text}], top_n, return_documents}` →
-//!   `{id, model, results: [{index, relevance_score, document?}], meta}`.
-//!   Unknown fields (`max_tokens_per_doc`, `rank_fields`, `priority`, …)
-//!   are accepted and ignored, so those clients work with only their base
-//!   URL changed. `relevance_score` is the component's own score.
+//!   query, documents: [string | object], top_n, return_documents,
+//!   rank_fields, max_tokens_per_doc, max_chunks_per_doc}` → `{id, model,
+//!   results: [{index, relevance_score, document?, chunks?}], meta}`.
+//!   Every field is implemented (truncation and chunking in
+//!   `service::passages`); unknown fields are refused, never ignored.
+//!   `relevance_score` is the component's own score.
 //! * **Hugging Face text-embeddings-inference** (`POST /rerank`): `{query,
-//!   texts, raw_scores, return_text, truncate}` → `[{index, score, text?}]`
-//!   best first. As in TEI, scores go through a sigmoid unless
-//!   `raw_scores`. Components always truncate to their own token limit, so
-//!   `truncate` is accepted and has no effect. TEI has no model field: the
-//!   server's `--default-model` answers (an extra `model` field may name
-//!   another).
+//!   texts, raw_scores, return_text, truncate, truncation_direction}` →
+//!   `[{index, score, text?}]` best first. As in TEI, scores go through a
+//!   sigmoid unless `raw_scores`; `truncate: false` refuses texts longer
+//!   than the model reads; `truncation_direction: Left` keeps a long text's
+//!   end. TEI has no model field: the server's `--default-model` answers
+//!   (an extra `model` field may name another).
 //!
 //! JSON bodies are read whatever their `Content-Type` (curl users forget
 //! it), then parsed: a syntax error is 400, a well-formed body with missing
@@ -26,7 +27,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
-use crate::service::ServiceError;
+use crate::service::{Keep, ServiceError, Shaping};
 
 /// A JSON request body with this API's error mapping.
 #[derive(Debug)]
@@ -64,50 +65,146 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     })
 }
 
-/// `POST /v1/rerank` and `/v2/rerank` (Cohere, Jina, Voyage shape).
+/// The largest count a request may give (`i32::MAX`, as the schema says).
+const MAX_COUNT: u64 = i32::MAX as u64;
+
+/// A count: a JSON integer, or a float with no fraction (`41759.0` is an
+/// integer to JSON Schema), from 0 to [`MAX_COUNT`]; `null` is absent.
+fn count<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
+    use serde::de::Error;
+    let Some(n) = Option::<serde_json::Number>::deserialize(d)? else {
+        return Ok(None);
+    };
+    let value = match (n.as_u64(), n.as_f64()) {
+        (Some(u), _) => Some(u),
+        (None, Some(f)) if f >= 0.0 && f.fract() == 0.0 && f <= MAX_COUNT as f64 => Some(f as u64),
+        _ => None,
+    };
+    match value {
+        Some(v) if v <= MAX_COUNT => Ok(Some(v as usize)),
+        _ => Err(D::Error::custom(format!(
+            "invalid value: {n}, expected an integer from 0 to {MAX_COUNT}"
+        ))),
+    }
+}
+
+/// `documents`: at least one, each a string or a non-empty object.
+fn documents_schema() -> utoipa::openapi::schema::ArrayBuilder {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Type};
+    let item = OneOfBuilder::new()
+        .item(ObjectBuilder::new().schema_type(Type::String))
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::Object)
+                .min_properties(Some(1)),
+        );
+    ArrayBuilder::new().items(item).min_items(Some(1))
+}
+
+/// `POST /v1/rerank` and `/v2/rerank` (Cohere v1/v2, Jina shape). Every
+/// field is implemented; any other is refused (422).
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct RerankRequest {
-    /// Component name. Optional when the server has a default model.
+    /// Component name or alias. Optional when the server has a default
+    /// model.
     #[serde(default)]
     pub model: Option<String>,
-    /// The query.
+    /// The query (not blank).
+    #[schema(min_length = 1, pattern = "\\S")]
     pub query: String,
-    /// Strings, or objects with a `text` field.
-    #[schema(value_type = Vec<Object>)]
+    /// Strings, or objects: ranked on their `text` field, or on the fields
+    /// `rank_fields` names, or else on all their fields.
+    #[schema(schema_with = documents_schema)]
     pub documents: Vec<serde_json::Value>,
     /// Keep the best N (all when absent).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "count")]
+    #[schema(value_type = Option<i32>, minimum = 1)]
     pub top_n: Option<usize>,
-    /// Echo each document's text in the results (default false).
+    /// Echo each document in the results (default false).
     #[serde(default)]
     pub return_documents: Option<bool>,
+    /// Object documents are ranked on these fields, in this order, as
+    /// `field: value` lines (default: `text` when it has one, else all).
+    #[serde(default)]
+    #[schema(min_items = 1)]
+    pub rank_fields: Option<Vec<String>>,
+    /// Cohere v2: truncate each document to this many tokens (counted as
+    /// pre-tokens, see the docs of `service::passages`).
+    #[serde(default, deserialize_with = "count")]
+    #[schema(value_type = Option<i32>, minimum = 1)]
+    pub max_tokens_per_doc: Option<usize>,
+    /// Cohere v1: split long documents into up to this many chunks of the
+    /// component's window; a document scores as its best chunk, and each
+    /// result says how many chunks its document had.
+    #[serde(default, deserialize_with = "count")]
+    #[schema(value_type = Option<i32>, minimum = 1)]
+    pub max_chunks_per_doc: Option<usize>,
 }
 
-/// Documents as text: a string, or an object with a string `text`.
-pub fn document_texts(docs: Vec<serde_json::Value>) -> Result<Vec<String>, ApiError> {
-    docs.into_iter()
+impl RerankRequest {
+    /// The truncation and chunking this request asks for.
+    pub fn shaping(&self) -> Result<Shaping, ApiError> {
+        for (field, v) in [
+            ("max_tokens_per_doc", self.max_tokens_per_doc),
+            ("max_chunks_per_doc", self.max_chunks_per_doc),
+        ] {
+            if v == Some(0) {
+                return Err(ApiError::unprocessable(format!(
+                    "invalid request: `{field}` must be at least 1"
+                )));
+            }
+        }
+        Ok(Shaping {
+            max_tokens: self.max_tokens_per_doc,
+            max_chunks: self.max_chunks_per_doc,
+            ..Shaping::default()
+        })
+    }
+}
+
+/// Documents as text. A string is itself. An object with `rank_fields` is
+/// those fields as `field: value` lines, in that order (fields it lacks are
+/// skipped: an object with none of them ranks as empty text); without, its
+/// `text` when that is a string, else all its fields as lines. An empty
+/// object, or anything else, is refused.
+pub fn document_texts(
+    docs: &[serde_json::Value],
+    rank_fields: Option<&[String]>,
+) -> Result<Vec<String>, ApiError> {
+    if rank_fields.is_some_and(|f| f.is_empty()) {
+        return Err(ApiError::unprocessable(
+            "invalid request: `rank_fields` is empty",
+        ));
+    }
+    let line = |f: &str, v: &serde_json::Value| match v {
+        serde_json::Value::String(s) => format!("{f}: {s}"),
+        other => format!("{f}: {other}"),
+    };
+    docs.iter()
         .enumerate()
-        .map(|(i, d)| match d {
-            serde_json::Value::String(s) => Ok(s),
-            serde_json::Value::Object(mut o) => match o.remove("text") {
-                Some(serde_json::Value::String(s)) => Ok(s),
-                _ => Err(i),
+        .map(|(i, d)| match (d, rank_fields) {
+            (serde_json::Value::String(s), _) => Ok(s.clone()),
+            (serde_json::Value::Object(o), _) if o.is_empty() => {
+                Err(format!("documents[{i}] is an empty object"))
+            }
+            (serde_json::Value::Object(o), Some(fields)) => Ok(fields
+                .iter()
+                .filter_map(|f| o.get(f).map(|v| line(f, v)))
+                .collect::<Vec<_>>()
+                .join("\n")),
+            (serde_json::Value::Object(o), None) => match o.get("text") {
+                Some(serde_json::Value::String(s)) => Ok(s.clone()),
+                _ => Ok(o
+                    .iter()
+                    .map(|(f, v)| line(f, v))
+                    .collect::<Vec<_>>()
+                    .join("\n")),
             },
-            _ => Err(i),
+            _ => Err(format!("documents[{i}] must be a string or an object")),
         })
-        .collect::<Result<_, usize>>()
-        .map_err(|i| {
-            ApiError::unprocessable(format!(
-                "invalid request: documents[{i}] must be a string or an object with a string `text` field"
-            ))
-        })
-}
-
-/// A document echoed back.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct DocumentText {
-    /// Its text.
-    pub text: String,
+        .collect::<Result<_, String>>()
+        .map_err(|m| ApiError::unprocessable(format!("invalid request: {m}")))
 }
 
 /// One result of [`RerankResponse`].
@@ -117,9 +214,15 @@ pub struct RerankResult {
     pub index: usize,
     /// The component's score; higher is more relevant.
     pub relevance_score: f32,
-    /// The document, when `return_documents` was true.
+    /// The document, when `return_documents` was true: `{text}` for a
+    /// string, the object itself for an object.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub document: Option<DocumentText>,
+    #[schema(value_type = Option<Object>)]
+    pub document: Option<serde_json::Value>,
+    /// How many chunks its document was scored as (with
+    /// `max_chunks_per_doc` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chunks: Option<usize>,
 }
 
 /// The response of `/v1/rerank` and `/v2/rerank`.
@@ -136,12 +239,27 @@ pub struct RerankResponse {
     pub meta: serde_json::Value,
 }
 
-/// `POST /rerank` (text-embeddings-inference shape).
+/// Which end TEI's truncation cuts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
+pub enum TruncationDirection {
+    /// Keep the end.
+    Left,
+    /// Keep the beginning (the default).
+    #[default]
+    Right,
+}
+
+/// `POST /rerank` (text-embeddings-inference shape). Every field is
+/// implemented; any other is refused (422).
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct TeiRerankRequest {
-    /// The query.
+    /// The query (not blank).
+    #[schema(min_length = 1, pattern = "\\S")]
     pub query: String,
-    /// The candidate texts.
+    /// The candidate texts (at most the component's `max_client_batch_size`
+    /// of `/info`).
+    #[schema(min_items = 1)]
     pub texts: Vec<String>,
     /// Scores as the component returns them; else through a sigmoid.
     #[serde(default)]
@@ -149,15 +267,32 @@ pub struct TeiRerankRequest {
     /// Echo each text.
     #[serde(default)]
     pub return_text: bool,
-    /// Accepted for compatibility; components always truncate.
+    /// Truncate texts longer than the model reads (the default: this
+    /// server auto-truncates); `false` refuses them with 422.
     #[serde(default)]
     pub truncate: Option<bool>,
-    /// Accepted for compatibility.
+    /// `Right` keeps the beginning of a long text (the default), `Left` its
+    /// end.
     #[serde(default)]
-    pub truncation_direction: Option<String>,
-    /// nboost extension: the component (else the server's default).
+    pub truncation_direction: TruncationDirection,
+    /// nboost extension: the component or alias (else the server's
+    /// default).
     #[serde(default)]
     pub model: Option<String>,
+}
+
+impl TeiRerankRequest {
+    /// The truncation this request asks for.
+    pub fn shaping(&self) -> Shaping {
+        Shaping {
+            keep: match self.truncation_direction {
+                TruncationDirection::Left => Keep::End,
+                TruncationDirection::Right => Keep::Start,
+            },
+            refuse_longer: self.truncate == Some(false),
+            ..Shaping::default()
+        }
+    }
 }
 
 /// One element of the `/rerank` response.
@@ -209,11 +344,55 @@ mod tests {
             serde_json::json!("a"),
             serde_json::json!({"text": "b", "title": "t"}),
         ];
-        assert_eq!(document_texts(docs).unwrap(), vec!["a", "b"]);
-        let bad = vec![serde_json::json!("a"), serde_json::json!({"body": "b"})];
-        let e = document_texts(bad).unwrap_err();
+        assert_eq!(document_texts(&docs, None).unwrap(), vec!["a", "b"]);
+        // Without `text`: every field, as lines.
+        let fields = vec![serde_json::json!({"body": "b", "n": 2})];
+        assert_eq!(
+            document_texts(&fields, None).unwrap(),
+            vec!["body: b\nn: 2"]
+        );
+        let bad = vec![serde_json::json!("a"), serde_json::json!({})];
+        let e = document_texts(&bad, None).unwrap_err();
         assert_eq!(e.status, 422);
-        assert!(e.message.contains("documents[1]"), "{}", e.message);
+        assert!(
+            e.message.contains("documents[1] is an empty object"),
+            "{}",
+            e.message
+        );
+        let e = document_texts(&[serde_json::json!(3)], None).unwrap_err();
+        assert!(e.message.contains("documents[0] must be"), "{}", e.message);
+    }
+
+    #[test]
+    fn rank_fields_pick_and_order_fields() {
+        let docs = vec![
+            serde_json::json!({"title": "capital", "text": "x", "year": 1990}),
+            serde_json::json!("capital y"),
+            serde_json::json!({"body": "b"}),
+        ];
+        let fields = ["year".to_string(), "title".to_string()];
+        let texts = document_texts(&docs, Some(&fields)).unwrap();
+        assert_eq!(texts, vec!["year: 1990\ntitle: capital", "capital y", ""]);
+    }
+
+    #[test]
+    fn counts_take_integral_floats_and_null() {
+        let r: RerankRequest =
+            parse_json(br#"{"query":"q","documents":["a"],"top_n":3.0,"max_tokens_per_doc":null}"#)
+                .unwrap();
+        assert_eq!((r.top_n, r.max_tokens_per_doc), (Some(3), None));
+        for bad in ["2.5", "-1", "2147483648", "1e300"] {
+            let body = format!(r#"{{"query":"q","documents":["a"],"top_n":{bad}}}"#);
+            let e = parse_json::<RerankRequest>(body.as_bytes()).unwrap_err();
+            assert_eq!(e.status, 422, "{bad}");
+        }
+        let e = parse_json::<RerankRequest>(br#"{"query":"q","documents":["a"],"priority":1}"#)
+            .unwrap_err();
+        assert!(
+            e.message.contains("unknown field `priority`"),
+            "{}",
+            e.message
+        );
     }
 
     #[test]

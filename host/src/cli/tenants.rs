@@ -158,7 +158,7 @@ pub fn apply_tenants_file(path: &Path, store: &Store) -> Result<usize, CliError>
     let file: TenantsFile =
         toml::from_str(&text).with_context(|| format!("tenants file {}", path.display()))?;
     for (name, e) in &file.tenants {
-        let id = TenantId::parse(name)?;
+        let id = TenantId::parse(name).map_err(StoreError::InvalidName)?;
         let quotas = QuotaArgs {
             max_components: e.max_components,
             max_graphs: e.max_graphs,
@@ -193,14 +193,14 @@ impl TenantsCommand {
     pub fn run(self) -> Result<(), CliError> {
         match self {
             Self::Add { name, data, quotas } => {
-                let id = TenantId::parse(&name)?;
+                let id = TenantId::parse(&name).map_err(StoreError::InvalidName)?;
                 let store = Store::open(&data.data_dir)?;
                 let key = store.add_tenant(&id, &quotas.over(Quotas::default()))?;
                 eprintln!("tenant `{id}` added; its API key (shown once) follows on stdout");
                 println!("{}", key.reveal());
             }
             Self::RotateKey { name, data } => {
-                let id = TenantId::parse(&name)?;
+                let id = TenantId::parse(&name).map_err(StoreError::InvalidName)?;
                 let store = Store::open(&data.data_dir)?;
                 let key = store.rotate_key(&id)?;
                 eprintln!(
@@ -209,7 +209,7 @@ impl TenantsCommand {
                 println!("{}", key.reveal());
             }
             Self::SetQuota { name, data, quotas } => {
-                let id = TenantId::parse(&name)?;
+                let id = TenantId::parse(&name).map_err(StoreError::InvalidName)?;
                 let store = Store::open(&data.data_dir)?;
                 let current = store
                     .tenant(&id)?

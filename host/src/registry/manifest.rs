@@ -19,7 +19,7 @@
 //! limits = { deadline-ms = 5000 }                # narrows host limits
 //! ```
 
-use crate::names::check_name;
+use crate::names::{check_alias, check_name};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -36,6 +36,8 @@ struct RawManifest {
     graphs: BTreeMap<String, RawGraph>,
     #[serde(default)]
     components: BTreeMap<String, RawComponent>,
+    #[serde(default)]
+    aliases: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -100,6 +102,8 @@ pub struct Manifest {
     pub graphs: Vec<GraphSpec>,
     /// Declared components, by name.
     pub components: BTreeMap<String, ComponentEntry>,
+    /// Other names of declared components (alias → component).
+    pub aliases: BTreeMap<String, String>,
 }
 
 fn setting_value(key: &str, v: &toml::Value) -> Result<String, String> {
@@ -180,10 +184,24 @@ impl Manifest {
                 },
             );
         }
+        for (alias, target) in &raw.aliases {
+            check_alias(alias).map_err(|e| format!("[aliases]: {e}"))?;
+            if components.contains_key(alias) {
+                return Err(format!(
+                    "[aliases]: `{alias}` is a component's name; an alias may not shadow it"
+                ));
+            }
+            if !components.contains_key(target) {
+                return Err(format!(
+                    "[aliases]: `{alias}` names `{target}`, which is not declared under [components]"
+                ));
+            }
+        }
         Ok(Self {
             dir: dir.to_path_buf(),
             graphs,
             components,
+            aliases: raw.aliases,
         })
     }
 }
@@ -222,6 +240,16 @@ mod tests {
     #[test]
     fn rejects_unknown_keys_bad_names_and_undeclared_graphs() {
         let dir = Path::new("/");
+        let e =
+            Manifest::parse("[components.x]\npath='a'\n[aliases]\n'r-1.0'='y'\n", dir).unwrap_err();
+        assert!(
+            e.contains("`r-1.0` names `y`, which is not declared"),
+            "{e}"
+        );
+        let e = Manifest::parse("[components.x]\npath='a'\n[aliases]\nx='x'\n", dir).unwrap_err();
+        assert!(e.contains("may not shadow"), "{e}");
+        let m = Manifest::parse("[components.x]\npath='a'\n[aliases]\n'a/B.1'='x'\n", dir).unwrap();
+        assert_eq!(m.aliases["a/B.1"], "x");
         let e = Manifest::parse("[components.x]\npath='a'\ntimeout=3\n", dir).unwrap_err();
         assert!(e.contains("unknown field"), "{e}");
         let e = Manifest::parse("[components.My_X]\npath='a'\n", dir).unwrap_err();

@@ -139,7 +139,7 @@ impl Service {
         job: RerankJob,
         queue: Duration,
         cancel: &CancellationToken,
-        resolved: Option<(Owner, Option<ObjectRecord>)>,
+        resolved: Option<Resolved>,
     ) -> Result<RerankOutcome, ServiceError> {
         let t0 = Instant::now();
         let live = self.live_from(tenant, &job.model, resolved)?;
@@ -147,22 +147,36 @@ impl Service {
         let mut instance = tracing::debug_span!("instantiate", component = %job.model)
             .in_scope(|| live.checkout(self, cancel))?;
         let instantiate = t0.elapsed();
+        let max_tokens = instance.get().info().max_tokens;
+        if job.shaping.refuse_longer && max_tokens > 0 {
+            if let Some((i, n)) = passages::first_longer(&job.documents, max_tokens as usize) {
+                return Err(RerankError::InvalidInput(format!(
+                    "documents[{i}] has at least {n} tokens, over the {max_tokens} `{}` reads \
+                     (allow truncation to rank it)",
+                    job.model
+                ))
+                .into());
+            }
+        }
+        let (texts, owners) = passages::shape(
+            &job.documents,
+            &job.shaping,
+            passages::chunk_tokens(max_tokens),
+        );
+        if texts.len() != job.documents.len() {
+            check_limits(live.pre.limits(), &job.query, &texts)?;
+        }
         let t1 = Instant::now();
-        let result =
-            tracing::debug_span!("guest", component = %job.model, documents = job.documents.len())
-                .in_scope(|| {
-                    block_on(
-                        instance
-                            .get()
-                            .score_async(&job.query, &job.documents, cancel),
-                    )
-                });
+        let result = tracing::debug_span!("guest", component = %job.model, passages = texts.len())
+            .in_scope(|| block_on(instance.get().score_async(&job.query, &texts, cancel)));
         let guest = t1.elapsed();
         drop(instance);
-        let ranking = crate::service::rank(result?, job.top_n);
+        let (scores, chunks) = passages::best_per_document(&result?, &owners, job.documents.len());
+        let ranking = crate::service::rank(scores, job.top_n);
         Ok(RerankOutcome {
             ranking,
             documents: job.documents,
+            chunks,
             timing: Timing {
                 queue,
                 instantiate,

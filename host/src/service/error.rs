@@ -23,6 +23,10 @@ pub enum ServiceError {
     /// The tenant may see it but not do this (change a public component).
     #[error("{0}")]
     Forbidden(String),
+    /// The request clashes with what exists (an alias named like a
+    /// component).
+    #[error("{0}")]
+    Conflict(String),
     /// The server's concurrency limit is reached.
     #[error("the server is at its limit of concurrent requests; retry later")]
     Overloaded,
@@ -60,6 +64,7 @@ impl ServiceError {
             Self::Unauthorized => "unauthorized",
             Self::NotFound { .. } => "not_found",
             Self::Forbidden(_) => "forbidden",
+            Self::Conflict(_) => "conflict",
             Self::Overloaded => "overloaded",
             Self::QuotaExceeded(_) => "quota_exceeded",
             Self::EmptyDocuments => "empty_documents",

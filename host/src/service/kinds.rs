@@ -3,6 +3,7 @@
 use super::objects::Kind;
 #[allow(unused_imports, reason = "the service's shared imports")]
 use super::*;
+use crate::names::{ComponentKind, GraphKind};
 
 /// Tenants' `.wasm` reranker components.
 pub struct Components;
@@ -15,8 +16,8 @@ impl Kind for Components {
     type Config = ComponentConfig;
     type Info = ComponentInfo;
     type Prepared = (PluginPre, Plugin);
+    type Tag = ComponentKind;
     const STORE: ObjectKind = ObjectKind::Component;
-    const NOUN: &'static str = "component";
     const PLURAL: &'static str = "components";
 
     fn is_public(service: &Service, name: &str) -> bool {
@@ -57,7 +58,7 @@ impl Kind for Components {
     fn prepare(
         service: &Service,
         tenant: &Tenant,
-        name: &str,
+        name: &Name<Self::Tag>,
         bytes: &[u8],
         config: ComponentConfig,
     ) -> Result<(Self::Prepared, String), ServiceError> {
@@ -85,7 +86,7 @@ impl Kind for Components {
     fn committed(
         service: &Service,
         tenant: &Tenant,
-        name: &str,
+        name: &Name<Self::Tag>,
         rec: &ObjectRecord,
         (pre, trial): Self::Prepared,
     ) {
@@ -97,7 +98,7 @@ impl Kind for Components {
             memory_mib: tenant.quotas.memory_mib,
         };
         let mut catalog = service.catalog.lock().unwrap_or_else(|e| e.into_inner());
-        let key = (tenant.name.clone(), Owner::Tenant, name.to_string());
+        let key = (tenant.name.clone(), Owner::Tenant, name.clone());
         let newer = catalog
             .get(&key)
             .is_none_or(|s| s.ident.version <= rec.version);
@@ -112,12 +113,25 @@ impl Kind for Components {
         }
     }
 
-    fn deleted(service: &Service, tenant: &Tenant, name: &str) {
+    /// Each component lists the aliases that name it.
+    fn decorate(
+        service: &Service,
+        tenant: &Tenant,
+        infos: &mut [ComponentInfo],
+    ) -> Result<(), ServiceError> {
+        let mut aliases = service.aliases_by_component(tenant)?;
+        for info in infos {
+            info.aliases = aliases.remove(&info.name).unwrap_or_default();
+        }
+        Ok(())
+    }
+
+    fn deleted(service: &Service, tenant: &Tenant, name: &Name<Self::Tag>) {
         service
             .catalog
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .remove(&(tenant.name.clone(), Owner::Tenant, name.to_string()));
+            .remove(&(tenant.name.clone(), Owner::Tenant, name.clone()));
     }
 }
 
@@ -125,8 +139,8 @@ impl Kind for Graphs {
     type Config = GraphConfig;
     type Info = GraphInfo;
     type Prepared = Option<LoadedGraph>;
+    type Tag = GraphKind;
     const STORE: ObjectKind = ObjectKind::Graph;
-    const NOUN: &'static str = "graph";
     const PLURAL: &'static str = "graphs";
 
     fn is_public(service: &Service, name: &str) -> bool {
@@ -190,7 +204,7 @@ impl Kind for Graphs {
     fn prepare(
         service: &Service,
         _tenant: &Tenant,
-        name: &str,
+        name: &Name<Self::Tag>,
         bytes: &[u8],
         config: GraphConfig,
     ) -> Result<(Self::Prepared, String), ServiceError> {
@@ -221,13 +235,13 @@ impl Kind for Graphs {
     fn committed(
         service: &Service,
         tenant: &Tenant,
-        name: &str,
+        name: &Name<Self::Tag>,
         rec: &ObjectRecord,
         loaded: Option<LoadedGraph>,
     ) {
         {
             let mut graphs = service.graphs.lock().unwrap_or_else(|e| e.into_inner());
-            let key = (tenant.name.clone(), name.to_string());
+            let key = (tenant.name.clone(), name.clone());
             match loaded {
                 Some(g) => {
                     graphs.insert(key, (rec.version, g));
@@ -242,12 +256,12 @@ impl Kind for Graphs {
 
     /// Components that use it fail on their next call until it is uploaded
     /// again.
-    fn deleted(service: &Service, tenant: &Tenant, name: &str) {
+    fn deleted(service: &Service, tenant: &Tenant, name: &Name<Self::Tag>) {
         service
             .graphs
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .remove(&(tenant.name.clone(), name.to_string()));
+            .remove(&(tenant.name.clone(), name.clone()));
         service.invalidate_own(&tenant.name);
     }
 }
@@ -276,6 +290,7 @@ impl Service {
             world: report.as_ref().map(|r| r.world.to_string()),
             description: entry.description.clone(),
             graphs: entry.graphs.clone(),
+            aliases: Vec::new(),
             model: None,
             config: None,
             created_at: None,

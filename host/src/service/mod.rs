@@ -50,21 +50,26 @@
 //! its last call ends. After a restart, entries are rebuilt from the store
 //! on first use (compiled code comes from the artifact cache).
 
+mod aliases;
 mod calls;
 mod error;
 mod kinds;
 pub mod objects;
 mod operator;
+pub mod passages;
 pub mod pool;
 pub mod rank;
 mod types;
 
+use aliases::alias_target;
+pub use aliases::{AliasInfo, AliasTarget, Aliases};
 pub use error::ServiceError;
 use error::*;
 pub use kinds::{Components, Graphs};
 pub use objects::Kind;
 use objects::*;
 pub use operator::{Reranked, Reranker, RerankerConfig};
+pub use passages::{Keep, Shaping};
 pub use pool::Gauges;
 use pool::*;
 pub use rank::{check_limits, check_request, rank, RankedPassage};
@@ -90,7 +95,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 use tracing::Instrument;
 
-use crate::names::check_name;
+use crate::names::{check_name, ComponentName, GraphName, Name, Named};
 use crate::nn::LoadedGraph;
 use crate::registry::{Locked, PluginGraphs, Registry};
 use crate::sandbox::exec::{block_on, CancellationToken};
@@ -99,7 +104,35 @@ use crate::store::{ObjectKind, ObjectRecord, Store, StoreError, Tenant, TenantId
 use crate::RerankError;
 
 /// Catalog key: (calling tenant, owner, component name).
-pub(super) type Key = (TenantId, Owner, String);
+pub(super) type Key = (TenantId, Owner, ComponentName);
+
+/// What a name resolved to: the component's owner, its record (own
+/// components) and its real name (the name asked for may be an alias).
+#[derive(Debug, Clone)]
+pub(super) struct Resolved {
+    owner: Owner,
+    rec: Option<ObjectRecord>,
+    component: ComponentName,
+}
+
+impl Resolved {
+    fn own(rec: ObjectRecord) -> Self {
+        Self {
+            owner: Owner::Tenant,
+            component: ComponentName::trusted(rec.name.clone()),
+            rec: Some(rec),
+        }
+    }
+
+    /// A manifest component (its names are checked when it is parsed).
+    fn public(name: &str) -> Self {
+        Self {
+            owner: Owner::Public,
+            rec: None,
+            component: ComponentName::trusted(name.to_string()),
+        }
+    }
+}
 
 /// What a catalog slot was built from: the component version and the
 /// tenant's limit quotas. Any change means a rebuild.
@@ -126,7 +159,7 @@ pub struct Service {
     tenant_slots: Mutex<HashMap<TenantId, (u32, Arc<Semaphore>)>>,
     tenant_workers: Mutex<HashMap<TenantId, Arc<Semaphore>>>,
     catalog: Mutex<HashMap<Key, Slot>>,
-    graphs: Mutex<HashMap<(TenantId, String), (u64, LoadedGraph)>>,
+    graphs: Mutex<HashMap<(TenantId, GraphName), (u64, LoadedGraph)>>,
     public_info: Mutex<HashMap<String, ComponentInfo>>,
     counters: Arc<Counters>,
 }
@@ -251,31 +284,74 @@ impl Service {
         Ok(instance.get().info().clone())
     }
 
-    /// Which namespace `name` resolves to for `tenant`, with the tenant's
-    /// record when it is its own.
-    fn resolve(
-        &self,
-        tenant: &Tenant,
-        name: &str,
-    ) -> Result<(Owner, Option<ObjectRecord>), ServiceError> {
+    /// What `name` is in `tenant`'s view: the component it resolves to,
+    /// what its `configure` says, its limits and its aliases (a warm
+    /// instance answers; else one is made). Blocking.
+    pub fn describe(&self, tenant: &Tenant, name: &str) -> Result<Description, ServiceError> {
+        let resolved = self.resolve(tenant, name)?;
+        let component = resolved.component.to_string();
+        let live = self.live_from(tenant, name, Some(resolved))?;
+        let limits = live.pre.limits().clone();
+        let info = {
+            let mut instance = live.checkout(self, &CancellationToken::new())?;
+            instance.get().info().clone()
+        };
+        let aliases = self
+            .aliases_by_component(tenant)?
+            .remove(&component)
+            .unwrap_or_default();
+        Ok(Description {
+            component,
+            info,
+            limits,
+            aliases,
+        })
+    }
+
+    /// What `name` resolves to for `tenant`.
+    fn resolve(&self, tenant: &Tenant, name: &str) -> Result<Resolved, ServiceError> {
         self.resolve_at(tenant, name, None)
     }
 
+    /// Resolve `name` in `tenant`'s view: its own component, its own alias,
+    /// a public component, a public alias — in that order; an alias names a
+    /// component (own, else public), never another alias.
     fn resolve_at(
         &self,
         tenant: &Tenant,
         name: &str,
         snapshot: Option<crate::store::Snapshot>,
-    ) -> Result<(Owner, Option<ObjectRecord>), ServiceError> {
-        if let Some(store) = self.store.as_ref().filter(|_| !tenant.is_operator()) {
+    ) -> Result<Resolved, ServiceError> {
+        let store = self.store.as_ref().filter(|_| !tenant.is_operator());
+        if let Some(store) = store {
             if let Some(rec) =
                 store.object_at(&tenant.name, ObjectKind::Component, name, snapshot)?
             {
-                return Ok((Owner::Tenant, Some(rec)));
+                return Ok(Resolved::own(rec));
             }
         }
         if self.registry.manifest().components.contains_key(name) {
-            return Ok((Owner::Public, None));
+            return Ok(Resolved::public(name));
+        }
+        if let Some(store) = store {
+            if let Some(alias) = store.object_at(&tenant.name, ObjectKind::Alias, name, snapshot)? {
+                let target = alias_target(&alias)?;
+                if let Some(rec) =
+                    store.object_at(&tenant.name, ObjectKind::Component, &target, snapshot)?
+                {
+                    return Ok(Resolved::own(rec));
+                }
+                if self.registry.manifest().components.contains_key(&target) {
+                    return Ok(Resolved::public(&target));
+                }
+                return Err(ServiceError::NotFound {
+                    kind: "component",
+                    name: format!("{target}` (the target of alias `{name}"),
+                });
+            }
+        }
+        if let Some(target) = self.registry.manifest().aliases.get(name) {
+            return Ok(Resolved::public(target));
         }
         Err(ServiceError::NotFound {
             kind: "component",
@@ -294,13 +370,17 @@ impl Service {
         &self,
         tenant: &Tenant,
         name: &str,
-        mut resolved: Option<(Owner, Option<ObjectRecord>)>,
+        mut resolved: Option<Resolved>,
     ) -> Result<Arc<Live>, ServiceError> {
         // A record read just before a replacement or deletion may name a
         // blob that is gone by the time it is read: look again, once.
         let mut retried = false;
         loop {
-            let (owner, rec) = match resolved.take() {
+            let Resolved {
+                owner,
+                rec,
+                component,
+            } = match resolved.take() {
                 Some(r) => r,
                 None => self.resolve(tenant, name)?,
             };
@@ -309,7 +389,7 @@ impl Service {
                 deadline_ms: tenant.quotas.deadline_ms,
                 memory_mib: tenant.quotas.memory_mib,
             };
-            let key = (tenant.name.clone(), owner, name.to_string());
+            let key = (tenant.name.clone(), owner, component.clone());
             let cell = {
                 let mut catalog = self.catalog.lock().unwrap_or_else(|e| e.into_inner());
                 match catalog.get(&key) {
@@ -330,7 +410,7 @@ impl Service {
             let built = cell.get_or_try_init(|| -> Result<Arc<Live>, ServiceError> {
                 let pre = match &rec {
                     None => {
-                        let public = self.registry.get(name)?;
+                        let public = self.registry.get(&component)?;
                         let limits = public.limits().narrowed(&tenant_override(tenant));
                         public.with_limits(limits)
                     }
@@ -425,7 +505,7 @@ impl Service {
             .store()?
             .object(&tenant.name, ObjectKind::Graph, name)?
         {
-            let key = (tenant.name.clone(), name.to_string());
+            let key = (tenant.name.clone(), GraphName::trusted(rec.name.clone()));
             if let Some((v, g)) = self
                 .graphs
                 .lock()

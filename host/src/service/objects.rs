@@ -22,10 +22,10 @@ pub trait Kind: Send + Sync + 'static {
     type Info: Serialize + Send + 'static;
     /// What [`Kind::prepare`] hands to [`Kind::committed`].
     type Prepared: Send;
+    /// What its names name.
+    type Tag: Named;
     /// The store's table.
     const STORE: ObjectKind;
-    /// The kind's name in messages (`component`).
-    const NOUN: &'static str;
     /// Its plural, the key of listings (`components`).
     const PLURAL: &'static str;
 
@@ -46,7 +46,7 @@ pub trait Kind: Send + Sync + 'static {
     fn prepare(
         service: &Service,
         tenant: &Tenant,
-        name: &str,
+        name: &Name<Self::Tag>,
         bytes: &[u8],
         config: Self::Config,
     ) -> Result<(Self::Prepared, String), ServiceError>;
@@ -54,12 +54,21 @@ pub trait Kind: Send + Sync + 'static {
     fn committed(
         service: &Service,
         tenant: &Tenant,
-        name: &str,
+        name: &Name<Self::Tag>,
         rec: &ObjectRecord,
         prepared: Self::Prepared,
     );
     /// The record is deleted: forget what served it.
-    fn deleted(service: &Service, tenant: &Tenant, name: &str);
+    fn deleted(service: &Service, tenant: &Tenant, name: &Name<Self::Tag>);
+    /// Fill in what a listing entry shows of the tenant's view beyond the
+    /// object itself (a component's aliases).
+    fn decorate(
+        _service: &Service,
+        _tenant: &Tenant,
+        _infos: &mut [Self::Info],
+    ) -> Result<(), ServiceError> {
+        Ok(())
+    }
 }
 
 impl Service {
@@ -73,11 +82,11 @@ impl Service {
         bytes: bytes::Bytes,
         config: K::Config,
     ) -> Result<K::Info, ServiceError> {
-        check_name(name).map_err(|e| ServiceError::BadRequest(format!("{} {e}", K::NOUN)))?;
-        if K::is_public(self, name) {
+        let name = Name::<K::Tag>::parse(name).map_err(ServiceError::BadRequest)?;
+        if K::is_public(self, &name) {
             return Err(ServiceError::Forbidden(format!(
                 "`{name}` is a public {}; choose another name",
-                K::NOUN
+                K::Tag::NOUN
             )));
         }
         let _slot = self
@@ -88,7 +97,6 @@ impl Service {
             .map_err(|_| ServiceError::Internal("the upload pool is closed".into()))?;
         let this = self.clone();
         let tenant = tenant.clone();
-        let name = name.to_string();
         tokio::task::spawn_blocking(move || this.put_blocking::<K>(&tenant, &name, &bytes, config))
             .await
             .map_err(|e| ServiceError::Internal(format!("the upload task failed: {e}")))?
@@ -97,7 +105,7 @@ impl Service {
     fn put_blocking<K: Kind>(
         &self,
         tenant: &Tenant,
-        name: &str,
+        name: &Name<K::Tag>,
         bytes: &[u8],
         config: K::Config,
     ) -> Result<K::Info, ServiceError> {
@@ -120,8 +128,8 @@ impl Service {
         tracing::info!(
             target: "nboost::service",
             tenant = %tenant.name,
-            kind = K::NOUN,
-            name,
+            kind = K::Tag::NOUN,
+            name = name.as_str(),
             version = rec.version,
             digest = %rec.digest,
             "object uploaded"
@@ -141,26 +149,10 @@ impl Service {
         let store = self.store()?;
         let used = store.usage(&tenant.name)?;
         let old = store.object(&tenant.name, kind, name)?;
-        let q = &tenant.quotas;
-        if old.is_none() {
-            let (n, max, what) = match kind {
-                ObjectKind::Component => (used.components, q.max_components, "components"),
-                ObjectKind::Graph => (used.graphs, q.max_graphs, "graphs"),
-            };
-            if n >= max {
-                return Err(ServiceError::QuotaExceeded(format!(
-                    "the tenant already has {n} {what}, its quota is {max}"
-                )));
-            }
-        }
-        let after = used.bytes - old.map_or(0, |r| r.size) + size;
-        if after > q.max_bytes {
-            return Err(ServiceError::QuotaExceeded(format!(
-                "this upload would bring the tenant's storage to {after} bytes, its quota is {}",
-                q.max_bytes
-            )));
-        }
-        Ok(())
+        tenant
+            .quotas
+            .admit(&used, kind, old.map(|r| r.size), size)
+            .map_err(ServiceError::QuotaExceeded)
     }
 
     /// `tenant`'s own objects of kind `K`, then the public ones it does not
@@ -173,36 +165,39 @@ impl Service {
                 out.extend(K::public_info(self, &name));
             }
         }
+        K::decorate(self, tenant, &mut out)?;
         Ok(out)
     }
 
     /// One object in `tenant`'s view: its own, else a public one.
     pub fn get<K: Kind>(&self, tenant: &Tenant, name: &str) -> Result<K::Info, ServiceError> {
-        if let Some(rec) = self.store()?.object(&tenant.name, K::STORE, name)? {
-            return Ok(K::own_info(&rec));
-        }
-        K::public_info(self, name).ok_or_else(|| ServiceError::NotFound {
-            kind: K::NOUN,
-            name: name.to_string(),
-        })
+        let mut info = match self.store()?.object(&tenant.name, K::STORE, name)? {
+            Some(rec) => K::own_info(&rec),
+            None => K::public_info(self, name).ok_or_else(|| ServiceError::NotFound {
+                kind: K::Tag::NOUN,
+                name: name.to_string(),
+            })?,
+        };
+        K::decorate(self, tenant, std::slice::from_mut(&mut info))?;
+        Ok(info)
     }
 
     /// Delete `tenant`'s own object `name`. Public ones cannot be deleted
     /// (403); anything else the tenant does not own is 404.
     pub fn delete<K: Kind>(&self, tenant: &Tenant, name: &str) -> Result<(), ServiceError> {
         if self.store()?.delete_object(&tenant.name, K::STORE, name)? {
-            K::deleted(self, tenant, name);
+            K::deleted(self, tenant, &Name::trusted(name.to_string()));
             self.collect_garbage();
             return Ok(());
         }
         if K::is_public(self, name) {
             return Err(ServiceError::Forbidden(format!(
                 "`{name}` is a public {}; only the operator can remove it",
-                K::NOUN
+                K::Tag::NOUN
             )));
         }
         Err(ServiceError::NotFound {
-            kind: K::NOUN,
+            kind: K::Tag::NOUN,
             name: name.to_string(),
         })
     }
@@ -241,6 +236,7 @@ pub(super) fn own_component_info(rec: &ObjectRecord) -> ComponentInfo {
             .as_ref()
             .map(|s| s.config.graphs.clone())
             .unwrap_or_default(),
+        aliases: Vec::new(),
         model: stored.as_ref().and_then(|s| s.model.clone()),
         config: stored.map(|s| s.config),
         created_at: Some(rec.created_at),

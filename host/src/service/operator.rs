@@ -104,6 +104,7 @@ impl Reranker {
             query: query.to_string(),
             documents: passages.to_vec(),
             top_n,
+            shaping: super::Shaping::default(),
         };
         block_on(
             self.service

@@ -160,6 +160,10 @@ pub struct ComponentInfo {
     pub description: Option<String>,
     /// Graphs it may load.
     pub graphs: Vec<String>,
+    /// Other names it answers to in the caller's view (public and own
+    /// aliases).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
     /// What `configure` returned when it was uploaded (uploads only).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
@@ -195,6 +199,19 @@ pub struct GraphInfo {
     pub created_at: Option<i64>,
 }
 
+/// A component as [`Service::describe`] tells it.
+#[derive(Debug, Clone)]
+pub struct Description {
+    /// The component's name (the name asked for may be an alias).
+    pub component: String,
+    /// What its `configure` returned.
+    pub info: crate::sandbox::ModelInfo,
+    /// The limits its calls run under.
+    pub limits: SandboxLimits,
+    /// The aliases that name it.
+    pub aliases: Vec<String>,
+}
+
 /// One rerank call, as the service takes it.
 #[derive(Debug, Clone)]
 pub struct RerankJob {
@@ -206,6 +223,8 @@ pub struct RerankJob {
     pub documents: Vec<String>,
     /// Keep the best N.
     pub top_n: Option<usize>,
+    /// Truncation and chunking of the documents (none by default).
+    pub shaping: Shaping,
 }
 
 /// Where a call's time went.
@@ -227,6 +246,8 @@ pub struct RerankOutcome {
     pub ranking: Vec<RankedPassage>,
     /// The documents, handed back (for `return_documents`).
     pub documents: Vec<String>,
+    /// How many passages each document was scored as (1 unless chunked).
+    pub chunks: Vec<usize>,
     /// Timing.
     pub timing: Timing,
 }

@@ -44,6 +44,7 @@ use objects::*;
 pub use types::*;
 
 use crate::names::check_name;
+pub use crate::names::TenantId;
 
 /// The data directory: tenants, blobs, metadata.
 pub struct Store {
@@ -112,11 +113,11 @@ const TENANT_COLUMNS: &str =
 fn object_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ObjectRecord> {
     let kind: String = row.get(1)?;
     Ok(ObjectRecord {
-        tenant: TenantId(row.get(0)?),
-        kind: if kind == "graph" {
-            ObjectKind::Graph
-        } else {
-            ObjectKind::Component
+        tenant: TenantId::trusted(row.get(0)?),
+        kind: match kind.as_str() {
+            "graph" => ObjectKind::Graph,
+            "alias" => ObjectKind::Alias,
+            _ => ObjectKind::Component,
         },
         name: row.get(2)?,
         version: row.get::<_, i64>(3)? as u64,

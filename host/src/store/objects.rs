@@ -42,7 +42,8 @@ impl Store {
         size: u64,
         meta: &str,
     ) -> Result<ObjectRecord, StoreError> {
-        check_name(name).map_err(|e| StoreError::InvalidName(format!("{} {e}", kind.as_str())))?;
+        kind.check_name(name)
+            .map_err(|e| StoreError::InvalidName(format!("{} {e}", kind.as_str())))?;
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let quotas = {
@@ -62,24 +63,9 @@ impl Store {
             )
             .optional()?;
         let used = usage(&tx, tenant.as_str())?;
-        if old.is_none() {
-            let (count, max, what) = match kind {
-                ObjectKind::Component => (used.components, quotas.max_components, "components"),
-                ObjectKind::Graph => (used.graphs, quotas.max_graphs, "graphs"),
-            };
-            if count >= max {
-                return Err(StoreError::Quota(format!(
-                    "the tenant already has {count} {what}, its quota is {max}"
-                )));
-            }
-        }
-        let bytes_after = used.bytes - old.map_or(0, |(_, s)| s as u64) + size;
-        if bytes_after > quotas.max_bytes {
-            return Err(StoreError::Quota(format!(
-                "this upload would bring the tenant's storage to {bytes_after} bytes, its quota is {}",
-                quotas.max_bytes
-            )));
-        }
+        quotas
+            .admit(&used, kind, old.map(|(_, s)| s as u64), size)
+            .map_err(StoreError::Quota)?;
         let version = old.map_or(1, |(v, _)| v + 1);
         let created_at = now();
         tx.execute(
@@ -217,13 +203,14 @@ impl Store {
 pub(super) fn usage(conn: &Connection, tenant: &str) -> Result<Usage, StoreError> {
     Ok(conn.query_row(
         "SELECT COALESCE(SUM(kind = 'component'), 0), COALESCE(SUM(kind = 'graph'), 0), \
-         COALESCE(SUM(size), 0) FROM objects WHERE tenant = ?1",
+         COALESCE(SUM(kind = 'alias'), 0), COALESCE(SUM(size), 0) FROM objects WHERE tenant = ?1",
         [tenant],
         |r| {
             Ok(Usage {
                 components: r.get::<_, i64>(0)? as u32,
                 graphs: r.get::<_, i64>(1)? as u32,
-                bytes: r.get::<_, i64>(2)? as u64,
+                aliases: r.get::<_, i64>(2)? as u32,
+                bytes: r.get::<_, i64>(3)? as u64,
             })
         },
     )?)

@@ -103,7 +103,7 @@ impl Store {
         for row in rows {
             let (name, _, quotas) = row?;
             out.push(Tenant {
-                name: TenantId(name),
+                name: TenantId::trusted(name),
                 quotas,
             });
         }
@@ -120,7 +120,7 @@ impl Store {
             .query_row([name.as_str()], tenant_from_row)
             .optional()?
             .map(|(name, _, quotas)| Tenant {
-                name: TenantId(name),
+                name: TenantId::trusted(name),
                 quotas,
             }))
     }
@@ -155,7 +155,7 @@ impl Store {
             let (name, stored, quotas) = row?;
             if keys::hashes_equal(&hash, &stored) {
                 found = Some(Tenant {
-                    name: TenantId(name),
+                    name: TenantId::trusted(name),
                     quotas,
                 });
             }

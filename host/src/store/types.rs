@@ -46,31 +46,6 @@ impl From<rusqlite::Error> for StoreError {
     }
 }
 
-/// A validated tenant name (same rules as component names: lowercase
-/// words separated by `-`, at most 64 characters).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
-#[serde(transparent)]
-pub struct TenantId(pub(super) String);
-
-impl TenantId {
-    /// Check and wrap a name.
-    pub fn parse(name: &str) -> Result<Self, StoreError> {
-        check_name(name).map_err(|e| StoreError::InvalidName(format!("tenant {e}")))?;
-        Ok(Self(name.to_string()))
-    }
-
-    /// The name.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Display for TenantId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
 /// What one tenant may use. Storage quotas are checked when an upload
 /// commits; `max_concurrent` when a call is admitted; the limits narrow the
 /// host's (never widen them).
@@ -88,6 +63,41 @@ pub struct Quotas {
     pub deadline_ms: Option<u64>,
     /// Per-instance memory in MiB, if narrower than the host's.
     pub memory_mib: Option<u64>,
+}
+
+impl Quotas {
+    /// The one quota rule of an upload of `size` bytes of `kind` given what
+    /// the tenant stores now: a new name must fit the kind's count (aliases
+    /// share the components' count), and the bytes after it (a replaced
+    /// version's size given back) must fit `max_bytes`.
+    pub fn admit(
+        &self,
+        used: &Usage,
+        kind: ObjectKind,
+        replacing: Option<u64>,
+        size: u64,
+    ) -> Result<(), String> {
+        if replacing.is_none() {
+            let (count, max, what) = match kind {
+                ObjectKind::Component => (used.components, self.max_components, "components"),
+                ObjectKind::Graph => (used.graphs, self.max_graphs, "graphs"),
+                ObjectKind::Alias => (used.aliases, self.max_components, "aliases"),
+            };
+            if count >= max {
+                return Err(format!(
+                    "the tenant already has {count} {what}, its quota is {max}"
+                ));
+            }
+        }
+        let after = used.bytes - replacing.unwrap_or(0) + size;
+        if after > self.max_bytes {
+            return Err(format!(
+                "this upload would bring the tenant's storage to {after} bytes, its quota is {}",
+                self.max_bytes
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl Default for Quotas {
@@ -121,7 +131,7 @@ impl Tenant {
     /// has no quotas beyond the host's limits.
     pub fn operator() -> Self {
         Self {
-            name: TenantId(OPERATOR.to_string()),
+            name: TenantId::reserved(OPERATOR),
             quotas: Quotas {
                 max_components: 0,
                 max_graphs: 0,
@@ -135,7 +145,7 @@ impl Tenant {
 
     /// Whether this is [`Tenant::operator`].
     pub fn is_operator(&self) -> bool {
-        self.name.0 == OPERATOR
+        self.name.as_str() == OPERATOR
     }
 }
 
@@ -147,13 +157,24 @@ pub enum ObjectKind {
     Component,
     /// A model file (ONNX graph or a text file such as a tokenizer).
     Graph,
+    /// Another name for a component (a JSON file naming it).
+    Alias,
 }
 
 impl ObjectKind {
+    /// Check a name of this kind (aliases follow their own, looser rule).
+    pub fn check_name(self, name: &str) -> Result<(), String> {
+        match self {
+            Self::Alias => crate::names::check_alias(name),
+            _ => check_name(name),
+        }
+    }
+
     pub(super) fn as_str(self) -> &'static str {
         match self {
             Self::Component => "component",
             Self::Graph => "graph",
+            Self::Alias => "alias",
         }
     }
 }
@@ -186,6 +207,8 @@ pub struct Usage {
     pub components: u32,
     /// Graphs owned.
     pub graphs: u32,
-    /// Bytes of both.
+    /// Aliases owned.
+    pub aliases: u32,
+    /// Bytes of all three.
     pub bytes: u64,
 }
