@@ -158,20 +158,27 @@ impl Service {
                 .into());
             }
         }
-        let (texts, owners) = passages::shape(
+        let shaped = passages::shape(
             &job.documents,
             &job.shaping,
             passages::chunk_tokens(max_tokens),
         );
-        if texts.len() != job.documents.len() {
-            check_limits(live.pre.limits(), &job.query, &texts)?;
-        }
+        let texts = match &shaped {
+            Some((texts, _)) => {
+                check_limits(live.pre.limits(), &job.query, texts)?;
+                texts
+            }
+            None => &job.documents,
+        };
         let t1 = Instant::now();
         let result = tracing::debug_span!("guest", component = %job.model, passages = texts.len())
-            .in_scope(|| block_on(instance.get().score_async(&job.query, &texts, cancel)));
+            .in_scope(|| block_on(instance.get().score_async(&job.query, texts, cancel)));
         let guest = t1.elapsed();
         drop(instance);
-        let (scores, chunks) = passages::best_per_document(&result?, &owners, job.documents.len());
+        let (scores, chunks) = match &shaped {
+            Some((_, owners)) => passages::best_per_document(&result?, owners, job.documents.len()),
+            None => (result?, vec![1; job.documents.len()]),
+        };
         let ranking = crate::service::rank(scores, job.top_n);
         Ok(RerankOutcome {
             ranking,

@@ -291,7 +291,7 @@ impl Service {
         let resolved = self.resolve(tenant, name)?;
         let component = resolved.component.to_string();
         let live = self.live_from(tenant, name, Some(resolved))?;
-        let limits = live.pre.limits().clone();
+        let limits = *live.pre.limits();
         let info = {
             let mut instance = live.checkout(self, &CancellationToken::new())?;
             instance.get().info().clone()

@@ -85,14 +85,15 @@ pub fn first_longer(documents: &[String], max_tokens: usize) -> Option<(usize, u
 }
 
 /// The passages of `documents` under `shaping`, and for each passage the
-/// document it came from. `window` is [`chunk_tokens`] of the component.
+/// document it came from; `None` when the documents are the passages as
+/// they are (no copy). `window` is [`chunk_tokens`] of the component.
 pub fn shape(
     documents: &[String],
     shaping: &Shaping,
     window: Option<usize>,
-) -> (Vec<String>, Vec<usize>) {
+) -> Option<(Vec<String>, Vec<usize>)> {
     if shaping.max_tokens.is_none() && shaping.max_chunks.is_none() && shaping.keep == Keep::Start {
-        return (documents.to_vec(), (0..documents.len()).collect());
+        return None;
     }
     let mut passages = Vec::with_capacity(documents.len());
     let mut owners = Vec::with_capacity(documents.len());
@@ -135,7 +136,7 @@ pub fn shape(
             }
         }
     }
-    (passages, owners)
+    Some((passages, owners))
 }
 
 /// Per-document scores from per-passage ones: each document's best
@@ -173,18 +174,24 @@ mod tests {
             max_tokens: Some(3),
             ..Shaping::default()
         };
-        assert_eq!(shape(&docs, &start, None).0, vec!["one two,", "short"]);
+        assert_eq!(
+            shape(&docs, &start, None).unwrap().0,
+            vec!["one two,", "short"]
+        );
         let end = Shaping {
             keep: Keep::End,
             ..start
         };
-        assert_eq!(shape(&docs, &end, None).0, vec![", three four", "short"]);
+        assert_eq!(
+            shape(&docs, &end, None).unwrap().0,
+            vec![", three four", "short"]
+        );
         let window_end = Shaping {
             keep: Keep::End,
             ..Shaping::default()
         };
         assert_eq!(
-            shape(&docs, &window_end, Some(2)).0,
+            shape(&docs, &window_end, Some(2)).unwrap().0,
             vec!["three four", "short"]
         );
     }
@@ -196,7 +203,7 @@ mod tests {
             max_chunks: Some(3),
             ..Shaping::default()
         };
-        let (p, owners) = shape(&docs, &s, Some(2));
+        let (p, owners) = shape(&docs, &s, Some(2)).unwrap();
         assert_eq!(p, vec!["a b", "c d", "e f", "x"]);
         assert_eq!(owners, vec![0, 0, 0, 1]);
         let (best, counts) = best_per_document(&[0.1, 0.9, 0.3, 0.5], &owners, 2);
@@ -214,6 +221,6 @@ mod tests {
     #[test]
     fn no_shaping_is_the_identity() {
         let docs = vec!["a b".to_string()];
-        assert_eq!(shape(&docs, &Shaping::default(), Some(1)).0, docs);
+        assert!(shape(&docs, &Shaping::default(), Some(1)).is_none());
     }
 }
