@@ -245,3 +245,40 @@ fn rerank_with_minilm_end_to_end() {
         .collect();
     assert_eq!(order, want);
 }
+
+/// A manifest alias names its component on the command line too.
+#[test]
+fn rerank_through_a_manifest_alias() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("nboost.toml");
+    std::fs::write(
+        &p,
+        format!(
+            "{}\n[aliases]\n\"rerank-v3.5\" = \"lexical\"\n",
+            standard_manifest()
+        ),
+    )
+    .unwrap();
+    let run = |component: &str| {
+        let out = nboost(
+            &p,
+            &[
+                "rerank",
+                "--component",
+                component,
+                "--query",
+                "wing lift",
+                "--json",
+                "--passage",
+                "bread",
+                "--passage",
+                "wing lift",
+            ],
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        serde_json::from_str::<serde_json::Value>(&stdout(&out)).unwrap()
+    };
+    let direct = run("lexical");
+    assert_eq!(direct[0]["text"], "wing lift", "{direct}");
+    assert_eq!(run("rerank-v3.5"), direct);
+}

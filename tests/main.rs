@@ -7,6 +7,7 @@ mod clients;
 mod common;
 mod contract;
 mod fidelity;
+mod fusion;
 mod holes;
 mod holes_server;
 mod model;

@@ -32,6 +32,7 @@ pub mod error;
 #[cfg(feature = "eval")]
 pub mod eval;
 pub mod fsutil;
+pub mod fusion;
 pub mod meter;
 pub mod names;
 pub mod nn;

@@ -15,8 +15,8 @@ use super::wire::{
     RerankRequest, RerankResponse, RerankResult, TeiRank, TeiRerankRequest, TruncationDirection,
 };
 use crate::service::{
-    AliasInfo, AliasTarget, ComponentConfig, ComponentInfo, GraphConfig, GraphFormat, GraphInfo,
-    Owner, UploadLimits,
+    AliasInfo, AliasTarget, ComponentConfig, ComponentInfo, Fusion, GraphConfig, GraphFormat,
+    GraphInfo, Normalize, Owner, UploadLimits,
 };
 
 /// Every error body: a message and a stable type.
@@ -122,7 +122,7 @@ impl Modify for Conventions {
     components(schemas(
         ErrorBody, UploadForm, RerankRequest, RerankResponse, RerankResult, TruncationDirection,
         TeiRerankRequest, TeiRank, ComponentConfig, UploadLimits, GraphConfig, GraphFormat,
-        ComponentInfo, GraphInfo, Owner, AliasInfo, AliasTarget, Info
+        ComponentInfo, GraphInfo, Owner, AliasInfo, AliasTarget, Info, Fusion, Normalize
     ))
 )]
 struct ApiDoc;

@@ -94,6 +94,8 @@ pub(super) async fn rerank_cohere(
                 documents,
                 top_n: req.top_n,
                 shaping,
+                first_stage: req.first_stage_scores,
+                fusion: req.fusion,
             };
             // The documents as sent, for `return_documents`.
             let echo = req
@@ -115,18 +117,23 @@ pub(super) async fn rerank_cohere(
                 other => other.clone(),
             }),
             chunks: chunked.then(|| out.chunks[r.index]),
+            model_score: out.fused.as_ref().map(|(_, m)| m[r.index]),
         })
         .collect();
     let passages: usize = out.chunks.iter().sum();
+    let mut meta = serde_json::json!({
+        "api_version": { "version": "2" },
+        // Cohere bills a search unit per 100 documents (chunks count).
+        "billed_units": { "search_units": passages.div_ceil(100).max(1) },
+    });
+    if let Some((fusion, _)) = &out.fused {
+        meta["fusion"] = serde_json::json!(fusion);
+    }
     let body = RerankResponse {
         id: wire::request_id(),
         model,
         results,
-        meta: serde_json::json!({
-            "api_version": { "version": "2" },
-            // Cohere bills a search unit per 100 documents (chunks count).
-            "billed_units": { "search_units": passages.div_ceil(100).max(1) }
-        }),
+        meta,
     };
     Ok(([timing_header(&out.timing)], Json(body)).into_response())
 }
@@ -148,6 +155,8 @@ pub(super) async fn rerank_tei(
                 documents: req.texts,
                 top_n: None,
                 shaping,
+                first_stage: req.first_stage_scores,
+                fusion: req.fusion,
             };
             Ok::<_, ApiError>((job, (req.raw_scores, req.return_text)))
         })
@@ -158,12 +167,21 @@ pub(super) async fn rerank_tei(
         .iter()
         .map(|r| TeiRank {
             index: r.index,
-            score: if raw_scores {
+            // A fused score is a rank or mix score, not a logit: it is
+            // reported as it is, the model's own as TEI would.
+            score: if raw_scores || out.fused.is_some() {
                 r.score
             } else {
                 wire::sigmoid(r.score)
             },
             text: return_text.then(|| out.documents[r.index].clone()),
+            model_score: out.fused.as_ref().map(|(_, m)| {
+                if raw_scores {
+                    m[r.index]
+                } else {
+                    wire::sigmoid(m[r.index])
+                }
+            }),
         })
         .collect();
     Ok(([timing_header(&out.timing)], Json(ranks)).into_response())

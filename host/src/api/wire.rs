@@ -27,7 +27,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
-use crate::service::{Keep, ServiceError, Shaping};
+use crate::service::{Fusion, Keep, ServiceError, Shaping};
 
 /// A JSON request body with this API's error mapping.
 #[derive(Debug)]
@@ -140,6 +140,15 @@ pub struct RerankRequest {
     #[serde(default, deserialize_with = "count")]
     #[schema(value_type = Option<i32>, minimum = 1)]
     pub max_chunks_per_doc: Option<usize>,
+    /// nboost extension: the first stage's score of each document (BM25's,
+    /// ...), in `documents` order; the ranking then fuses them with the
+    /// component's scores.
+    #[serde(default)]
+    pub first_stage_scores: Option<Vec<f32>>,
+    /// nboost extension: how to fuse (default: the component's, else RRF
+    /// with k 60).
+    #[serde(default)]
+    pub fusion: Option<Fusion>,
 }
 
 impl RerankRequest {
@@ -223,6 +232,9 @@ pub struct RerankResult {
     /// `max_chunks_per_doc` only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub chunks: Option<usize>,
+    /// The component's own score, when `relevance_score` is fused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model_score: Option<f32>,
 }
 
 /// The response of `/v1/rerank` and `/v2/rerank`.
@@ -279,6 +291,12 @@ pub struct TeiRerankRequest {
     /// default).
     #[serde(default)]
     pub model: Option<String>,
+    /// nboost extension: the first stage's score of each text, to fuse.
+    #[serde(default)]
+    pub first_stage_scores: Option<Vec<f32>>,
+    /// nboost extension: how to fuse (as on `/v1/rerank`).
+    #[serde(default)]
+    pub fusion: Option<Fusion>,
 }
 
 impl TeiRerankRequest {
@@ -305,6 +323,9 @@ pub struct TeiRank {
     /// The text, when `return_text` was true.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
+    /// The component's own score, when `score` is fused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model_score: Option<f32>,
 }
 
 /// The logistic function TEI applies when `raw_scores` is false.

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 use nboost::eval::{self, Collection, EvalError, EvalOptions, EvalReport};
+use nboost::service::Fusion;
 
 use super::{CliError, GlobalArgs};
 
@@ -25,9 +26,58 @@ pub struct EvalCommand {
     /// Score only the first N judged queries of each collection.
     #[arg(long)]
     max_queries: Option<usize>,
+    /// Also score these fusions of the component's and BM25's scores, as
+    /// JSON (`{"method":"rrf","k":60}`; repeatable). Default: the model
+    /// alone, RRF (k 60) and both linear mixes (weight 0.5).
+    #[arg(long, value_parser = parse_fusion)]
+    fusion: Vec<Fusion>,
+    /// Score a grid of fusions instead (RRF k 1 to 100, linear weights 0.1
+    /// to 0.9, min-max and z-score): how the defaults are chosen.
+    #[arg(long, conflicts_with = "fusion")]
+    fusion_grid: bool,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
+}
+
+fn parse_fusion(s: &str) -> Result<Fusion, String> {
+    let f: Fusion = serde_json::from_str(s).map_err(|e| format!("not a fusion: {e}"))?;
+    f.check()?;
+    Ok(f)
+}
+
+/// The fusions `nboost eval` scores.
+fn fusions(given: &[Fusion], grid: bool) -> Vec<Fusion> {
+    use nboost::service::Normalize;
+    if grid {
+        let mut out: Vec<Fusion> = [1.0, 5.0, 10.0, 20.0, 40.0, 60.0, 100.0]
+            .into_iter()
+            .map(|k| Fusion::Rrf { k })
+            .collect();
+        for normalize in [Normalize::Minmax, Normalize::Zscore] {
+            for w in 1..=9 {
+                out.push(Fusion::Linear {
+                    weight: w as f32 / 10.0,
+                    normalize,
+                });
+            }
+        }
+        return out;
+    }
+    if !given.is_empty() {
+        return given.to_vec();
+    }
+    vec![
+        Fusion::Rrf { k: 60.0 },
+        Fusion::Linear {
+            weight: 0.5,
+            normalize: Normalize::Minmax,
+        },
+        Fusion::Linear {
+            weight: 0.5,
+            normalize: Normalize::Zscore,
+        },
+    ]
 }
 
 fn usage(msg: String) -> CliError {
@@ -106,6 +156,14 @@ fn report_json(r: &EvalReport, path: &Path) -> serde_json::Value {
             "component": component,
             "metrics": m,
         }));
+        for (fusion, m) in &r.fused {
+            systems.push(serde_json::json!({
+                "system": format!("bm25+{component}+{}", fusion.label()),
+                "component": component,
+                "fusion": fusion,
+                "metrics": m,
+            }));
+        }
     }
     serde_json::json!({
         "collection": r.collection,
@@ -124,11 +182,14 @@ fn report_json(r: &EvalReport, path: &Path) -> serde_json::Value {
 fn print_rows(r: &EvalReport) {
     let mut rows = vec![("bm25".to_string(), r.bm25)];
     if let Some((component, m)) = &r.reranked {
-        rows.push((format!("bm25+{component}"), *m));
+        rows.push((format!("{component} alone"), *m));
+        for (fusion, m) in &r.fused {
+            rows.push((format!("{component}+{}", fusion.label()), *m));
+        }
     }
     for (system, m) in rows {
         println!(
-            "{:<12} {:>7}  {:<18} {:>7.3} {:>7.3} {:>7.3}",
+            "{:<12} {:>7}  {:<30} {:>7.4} {:>7.4} {:>7.4}",
             r.collection, r.queries, system, m.ndcg_at_10, m.mrr_at_10, m.recall_at_100
         );
     }
@@ -154,6 +215,7 @@ impl EvalCommand {
         let options = EvalOptions {
             top_k: self.top_k,
             max_queries: self.max_queries,
+            fusions: fusions(&self.fusion, self.fusion_grid),
         };
         let mut reports = Vec::new();
         for (n, dir) in dirs.iter().enumerate() {
@@ -172,7 +234,7 @@ impl EvalCommand {
             } else {
                 if n == 0 {
                     println!(
-                        "{:<12} {:>7}  {:<18} {:>7} {:>7} {:>7}",
+                        "{:<12} {:>7}  {:<30} {:>7} {:>7} {:>7}",
                         "collection", "queries", "system", "NDCG@10", "MRR@10", "R@100"
                     );
                 }

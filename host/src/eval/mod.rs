@@ -44,6 +44,7 @@ use tantivy::schema::{Field, IndexRecordOption, Schema, TextFieldIndexing, TextO
 use tantivy::tokenizer::TextAnalyzer;
 use tantivy::{doc, Index, IndexReader, IndexWriter, ReloadPolicy, Term};
 
+use crate::fusion::Fusion;
 use crate::{RerankError, Reranker};
 
 /// The depth of the BM25 candidate list handed to the reranker by default.
@@ -116,12 +117,15 @@ impl EvalError {
 }
 
 /// How to run [`evaluate`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct EvalOptions {
     /// BM25 candidates per query (and what the reranker reorders).
     pub top_k: usize,
     /// Evaluate only the first N judged queries, in file order.
     pub max_queries: Option<usize>,
+    /// Fusions of the reranker's and BM25's scores to score besides the
+    /// model alone (the model is scored once; each fusion is arithmetic).
+    pub fusions: Vec<Fusion>,
 }
 
 impl Default for EvalOptions {
@@ -129,6 +133,7 @@ impl Default for EvalOptions {
         Self {
             top_k: DEFAULT_TOP_K,
             max_queries: None,
+            fusions: Vec::new(),
         }
     }
 }
@@ -149,6 +154,9 @@ pub struct EvalReport {
     /// The reranking component and the average metrics of its order, when
     /// one was given.
     pub reranked: Option<(String, Metrics)>,
+    /// Each of [`EvalOptions::fusions`] with the average metrics of its
+    /// order (empty without a reranker).
+    pub fused: Vec<(Fusion, Metrics)>,
     /// Time spent building the index.
     pub index_time: Duration,
     /// Time spent in BM25 search.
@@ -177,6 +185,7 @@ pub fn evaluate(
     let mut rerank_time = Duration::ZERO;
     let mut bm25 = Metrics::default();
     let mut reranked = Metrics::default();
+    let mut fused = vec![Metrics::default(); options.fusions.len()];
     let mut queries = 0;
     let limit = options.max_queries.unwrap_or(usize::MAX);
     for (query, judged) in collection.judged_queries().take(limit) {
@@ -191,7 +200,9 @@ pub fn evaluate(
         bm25.add(&m);
         if let Some((reranker, component)) = rerank {
             // Nothing to reorder: the BM25 order (empty) stands.
-            let order = if hits.is_empty() || query.text.trim().is_empty() {
+            let nothing = hits.is_empty() || query.text.trim().is_empty();
+            let mut model_scores = vec![0.0; hits.len()];
+            let order = if nothing {
                 ids.clone()
             } else {
                 let passages: Vec<String> = hits
@@ -206,8 +217,24 @@ pub fn evaluate(
                         error,
                     })?;
                 rerank_time += t.elapsed();
+                for r in &out.ranking {
+                    model_scores[r.index] = r.score;
+                }
                 out.ranking.iter().map(|r| ids[r.index]).collect()
             };
+            let first: Vec<f32> = hits.iter().map(|h| h.1).collect();
+            for (fusion, sum) in options.fusions.iter().zip(&mut fused) {
+                let order: Vec<&str> = if nothing {
+                    ids.clone()
+                } else {
+                    let scores = fusion.fuse(&model_scores, &first);
+                    crate::service::rank(scores, None)
+                        .iter()
+                        .map(|r| ids[r.index])
+                        .collect()
+                };
+                sum.add(&Metrics::of(&order, judged));
+            }
             let r = Metrics::of(&order, judged);
             tracing::debug!(
                 query = %query.id,
@@ -221,6 +248,9 @@ pub fn evaluate(
     }
     bm25.divide(queries);
     reranked.divide(queries);
+    for m in &mut fused {
+        m.divide(queries);
+    }
     Ok(EvalReport {
         collection: collection.name.clone(),
         documents: collection.documents.len(),
@@ -228,6 +258,10 @@ pub fn evaluate(
         top_k: options.top_k,
         bm25,
         reranked: rerank.map(|(_, c)| (c.to_string(), reranked)),
+        fused: match rerank {
+            Some(_) => options.fusions.iter().copied().zip(fused).collect(),
+            None => Vec::new(),
+        },
         index_time,
         search_time,
         rerank_time,
@@ -398,6 +432,7 @@ mod tests {
         let opts = EvalOptions {
             top_k: 1,
             max_queries: Some(1),
+            ..EvalOptions::default()
         };
         let report = evaluate(&c, None, &opts).unwrap();
         assert_eq!(report.queries, 1);
@@ -410,7 +445,7 @@ mod tests {
 
         let zero = EvalOptions {
             top_k: 0,
-            max_queries: None,
+            ..EvalOptions::default()
         };
         assert!(evaluate(&c, None, &zero).unwrap_err().is_client_error());
     }

@@ -25,6 +25,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::fusion::Fusion;
 use crate::nn::GraphSpec;
 use crate::sandbox::LimitsOverride;
 use crate::RerankError;
@@ -70,6 +71,8 @@ struct RawComponent {
     /// `limits = { deadline-ms = 2000, memory-mib = 256 }`
     #[serde(default)]
     limits: LimitsOverride,
+    /// `fusion = { method = "rrf", k = 60 }`: its default fusion.
+    fusion: Option<Fusion>,
 }
 
 /// One component as the manifest declares it (paths resolved).
@@ -91,6 +94,8 @@ pub struct ComponentEntry {
     pub setting_files: Vec<(String, PathBuf)>,
     /// Its limit overrides.
     pub limits: LimitsOverride,
+    /// Its default fusion with first-stage scores.
+    pub fusion: Option<Fusion>,
 }
 
 /// The parsed, checked manifest.
@@ -160,6 +165,9 @@ impl Manifest {
                     ));
                 }
             }
+            if let Some(f) = &c.fusion {
+                f.check().map_err(|e| format!("[components.{name}]: {e}"))?;
+            }
             let settings = c
                 .settings
                 .iter()
@@ -181,6 +189,7 @@ impl Manifest {
                         .map(|(k, p)| (k, dir.join(p)))
                         .collect(),
                     limits: c.limits,
+                    fusion: c.fusion,
                 },
             );
         }

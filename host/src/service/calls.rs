@@ -179,11 +179,19 @@ impl Service {
             Some((_, owners)) => passages::best_per_document(&result?, owners, job.documents.len()),
             None => (result?, vec![1; job.documents.len()]),
         };
+        let (scores, fused) = match &job.first_stage {
+            Some(first) => {
+                let fusion = job.fusion.or(live.fusion).unwrap_or(Fusion::DEFAULT);
+                (fusion.fuse(&scores, first), Some((fusion, scores)))
+            }
+            None => (scores, None),
+        };
         let ranking = crate::service::rank(scores, job.top_n);
         Ok(RerankOutcome {
             ranking,
             documents: job.documents,
             chunks,
+            fused,
             timing: Timing {
                 queue,
                 instantiate,

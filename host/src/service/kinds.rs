@@ -15,7 +15,7 @@ pub struct Graphs;
 impl Kind for Components {
     type Config = ComponentConfig;
     type Info = ComponentInfo;
-    type Prepared = (PluginPre, Plugin);
+    type Prepared = (PluginPre, Plugin, Option<Fusion>);
     type Tag = ComponentKind;
     const STORE: ObjectKind = ObjectKind::Component;
     const PLURAL: &'static str = "components";
@@ -50,6 +50,9 @@ impl Kind for Components {
         for g in config.graphs.iter().chain(config.setting_files.values()) {
             check_name(g).map_err(|e| ServiceError::Unprocessable(format!("graph {e}")))?;
         }
+        if let Some(f) = &config.fusion {
+            f.check().map_err(ServiceError::Unprocessable)?;
+        }
         Ok(())
     }
 
@@ -71,6 +74,7 @@ impl Kind for Components {
         let trial = pre
             .instantiate(service.registry.engine())
             .map_err(upload_error)?;
+        let fusion = config.fusion;
         let stored = StoredComponent {
             config,
             world: report.world.to_string(),
@@ -79,7 +83,7 @@ impl Kind for Components {
         };
         let meta =
             serde_json::to_string(&stored).map_err(|e| ServiceError::Internal(e.to_string()))?;
-        Ok(((pre, trial), meta))
+        Ok(((pre, trial, fusion), meta))
     }
 
     /// Swap: new calls get the new version; calls in flight keep theirs.
@@ -88,9 +92,9 @@ impl Kind for Components {
         tenant: &Tenant,
         name: &Name<Self::Tag>,
         rec: &ObjectRecord,
-        (pre, trial): Self::Prepared,
+        (pre, trial, fusion): Self::Prepared,
     ) {
-        let live = Arc::new(Live::new(pre, service));
+        let live = Arc::new(Live::new(pre, fusion, service));
         live.checkin(trial);
         let ident = Ident {
             version: rec.version,

@@ -61,6 +61,7 @@ pub mod pool;
 pub mod rank;
 mod types;
 
+pub use crate::fusion::{Fusion, Normalize};
 use aliases::alias_target;
 pub use aliases::{AliasInfo, AliasTarget, Aliases};
 pub use error::ServiceError;
@@ -408,15 +409,16 @@ impl Service {
                 }
             };
             let built = cell.get_or_try_init(|| -> Result<Arc<Live>, ServiceError> {
-                let pre = match &rec {
+                let (pre, fusion) = match &rec {
                     None => {
                         let public = self.registry.get(&component)?;
                         let limits = public.limits().narrowed(&tenant_override(tenant));
-                        public.with_limits(limits)
+                        let fusion = self.registry.manifest().components[component.as_str()].fusion;
+                        (public.with_limits(limits), fusion)
                     }
                     Some(rec) => self.build_own(tenant, rec)?,
                 };
-                Ok(Arc::new(Live::new(pre, self)))
+                Ok(Arc::new(Live::new(pre, fusion, self)))
             });
             match built {
                 Ok(live) => return Ok(live.clone()),
@@ -426,7 +428,11 @@ impl Service {
         }
     }
 
-    fn build_own(&self, tenant: &Tenant, rec: &ObjectRecord) -> Result<PluginPre, ServiceError> {
+    fn build_own(
+        &self,
+        tenant: &Tenant,
+        rec: &ObjectRecord,
+    ) -> Result<(PluginPre, Option<Fusion>), ServiceError> {
         let stored: StoredComponent = serde_json::from_str(&rec.meta)
             .map_err(|e| ServiceError::Internal(format!("component metadata: {e}")))?;
         let bytes = self.store()?.blobs().read(&rec.digest)?;
@@ -441,7 +447,7 @@ impl Service {
                 }
                 other => other,
             })?;
-        Ok(pre)
+        Ok((pre, stored.config.fusion))
     }
 
     /// Validate, compile and link an upload's bytes with its configuration

@@ -96,15 +96,24 @@ impl Reranker {
         passages: &[String],
         top_n: Option<usize>,
     ) -> Result<Reranked, RerankError> {
-        // The operator names manifest components: load (and report a broken
-        // file) before looking at the request, as `nboost rerank` always has.
-        self.service.registry().get(component)?;
+        // The operator names manifest components (or their aliases): load
+        // (and report a broken file) before looking at the request, as
+        // `nboost rerank` always has.
+        let manifest = self.service.registry().manifest();
+        let real = manifest
+            .aliases
+            .get(component)
+            .filter(|_| !manifest.components.contains_key(component))
+            .map_or(component, String::as_str);
+        self.service.registry().get(real)?;
         let job = RerankJob {
             model: component.to_string(),
             query: query.to_string(),
             documents: passages.to_vec(),
             top_n,
             shaping: super::Shaping::default(),
+            first_stage: None,
+            fusion: None,
         };
         block_on(
             self.service

@@ -27,6 +27,8 @@ pub struct Gauges {
 /// the tenant's limits) and that tenant's warm instances of it.
 pub(super) struct Live {
     pub(super) pre: PluginPre,
+    /// The component's default fusion (manifest or upload config).
+    pub(super) fusion: Option<Fusion>,
     pub(super) idle: Mutex<Vec<Plugin>>,
     pub(super) counters: Arc<Counters>,
     pub(super) max_idle: usize,
@@ -34,9 +36,10 @@ pub(super) struct Live {
 }
 
 impl Live {
-    pub(super) fn new(pre: PluginPre, service: &Service) -> Self {
+    pub(super) fn new(pre: PluginPre, fusion: Option<Fusion>, service: &Service) -> Self {
         Self {
             pre,
+            fusion,
             idle: Mutex::new(Vec::new()),
             counters: service.counters.clone(),
             max_idle: service.options.max_idle_per_component.max(1),

@@ -5,6 +5,7 @@
 //! runs; ordering and top-n are done here, not in the plugin.
 
 use super::{RerankJob, ServiceError};
+use crate::fusion::Fusion;
 use crate::sandbox::SandboxLimits;
 use crate::RerankError;
 
@@ -49,6 +50,32 @@ pub fn check_request(job: &RerankJob, max_documents: usize) -> Result<(), Servic
     }
     if job.top_n == Some(0) {
         return Err(RerankError::InvalidInput("top_n must be at least 1".into()).into());
+    }
+    match (&job.first_stage, &job.fusion) {
+        (Some(first), _) if first.len() != job.documents.len() => {
+            return Err(RerankError::InvalidInput(format!(
+                "{} first-stage scores for {} documents",
+                first.len(),
+                job.documents.len()
+            ))
+            .into());
+        }
+        (Some(first), _) if first.iter().any(|s| !s.is_finite()) => {
+            return Err(
+                RerankError::InvalidInput("first-stage scores must be finite".into()).into(),
+            );
+        }
+        (None, Some(f)) if *f != Fusion::None => {
+            return Err(RerankError::InvalidInput(format!(
+                "fusion `{}` needs first-stage scores",
+                f.label()
+            ))
+            .into());
+        }
+        _ => {}
+    }
+    if let Some(f) = &job.fusion {
+        f.check().map_err(RerankError::InvalidInput)?;
     }
     Ok(())
 }

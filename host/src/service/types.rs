@@ -89,6 +89,10 @@ pub struct ComponentConfig {
     /// Limits, narrowed to the tenant's and the host's.
     #[serde(default)]
     pub limits: UploadLimits,
+    /// How its scores fuse with first-stage scores by default (requests
+    /// may choose another).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fusion: Option<Fusion>,
 }
 
 /// Limits an upload may ask for (never more than the tenant's or host's).
@@ -225,6 +229,12 @@ pub struct RerankJob {
     pub top_n: Option<usize>,
     /// Truncation and chunking of the documents (none by default).
     pub shaping: Shaping,
+    /// The first stage's score of each document (BM25's, ...), to fuse
+    /// with the component's.
+    pub first_stage: Option<Vec<f32>>,
+    /// How to fuse (else the component's default, else
+    /// [`Fusion::DEFAULT`]); needs `first_stage` unless it is `none`.
+    pub fusion: Option<Fusion>,
 }
 
 /// Where a call's time went.
@@ -248,6 +258,9 @@ pub struct RerankOutcome {
     pub documents: Vec<String>,
     /// How many passages each document was scored as (1 unless chunked).
     pub chunks: Vec<usize>,
+    /// When scores were fused: the fusion and each document's model score
+    /// (the ranking's scores are the fused ones).
+    pub fused: Option<(Fusion, Vec<f32>)>,
     /// Timing.
     pub timing: Timing,
 }
