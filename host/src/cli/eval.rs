@@ -35,6 +35,10 @@ pub struct EvalCommand {
     /// to 0.9, min-max and z-score): how the defaults are chosen.
     #[arg(long, conflicts_with = "fusion")]
     fusion_grid: bool,
+    /// BM25 without stemming (default: the English Snowball stemmer, as
+    /// Lucene's `english` analyser).
+    #[arg(long)]
+    no_stem: bool,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -216,6 +220,7 @@ impl EvalCommand {
             top_k: self.top_k,
             max_queries: self.max_queries,
             fusions: fusions(&self.fusion, self.fusion_grid),
+            stem: !self.no_stem,
         };
         let mut reports = Vec::new();
         for (n, dir) in dirs.iter().enumerate() {

@@ -19,13 +19,13 @@ impl std::fmt::Debug for Bm25Index {
 }
 
 impl Bm25Index {
-    /// Index `documents` (title and text, `en_stem` analyser). Search
+    /// Index `documents` (title and text; stemmed with `stem`). Search
     /// results refer to documents by their position in this slice.
-    pub fn build(documents: &[Document]) -> Result<Self, EvalError> {
+    pub fn build(documents: &[Document], stem: bool) -> Result<Self, EvalError> {
         let mut schema = Schema::builder();
         let text_options = TextOptions::default().set_indexing_options(
             TextFieldIndexing::default()
-                .set_tokenizer(ANALYZER)
+                .set_tokenizer(analyzer(stem))
                 .set_index_option(IndexRecordOption::WithFreqs),
         );
         let title = schema.add_text_field("title", text_options.clone());

@@ -9,14 +9,16 @@
 //!    with `corpus.jsonl` (`{"_id","title","text"}`), `queries.jsonl`
 //!    (`{"_id","text"}`) and `qrels.tsv` (header
 //!    `query-id<TAB>corpus-id<TAB>score`).
-//! 2. [`Bm25Index`] indexes the corpus in RAM with tantivy (the `en_stem`
-//!    analyser: lower-casing and English stemming, on `title` and `text`) and
+//! 2. [`Bm25Index`] indexes the corpus in RAM with tantivy (by default the
+//!    `en_stem` analyser: lower-casing and English Snowball stemming, as
+//!    Lucene's `english` analyser; k1 1.2, b 0.75; on `title` and `text`) and
 //!    returns the BM25 top-k for a query. The query is tokenised with the same
 //!    analyser and turned into a disjunction of term queries, so no query text
 //!    (punctuation, `AND`, `field:`...) can be misread as query syntax.
 //! 3. [`evaluate`] runs every judged query through BM25 and, when a
-//!    [`Reranker`] and component are given, reranks the BM25 top-k with it.
-//!    Both orders are scored with NDCG@10, MRR@10 and Recall@100
+//!    [`Reranker`] and component are given, reranks the BM25 top-k with it
+//!    and fuses the two score lists in each of the asked [`Fusion`]s.
+//!    Every order is scored with NDCG@10, MRR@10 and Recall@100
 //!    ([`Metrics`]) and averaged over the queries that have at least one
 //!    relevant judgement.
 //!
@@ -56,8 +58,16 @@ pub const METRIC_CUTOFF: usize = 10;
 /// Cut-off of recall.
 pub const RECALL_CUTOFF: usize = 100;
 
-/// Name of the tantivy analyser used for both text fields.
-const ANALYZER: &str = "en_stem";
+/// The tantivy analyser of both text fields: `en_stem` (lower-casing and
+/// the English Snowball stemmer, as Lucene's `english` analyser stems) or
+/// `default` (lower-casing only).
+fn analyzer(stem: bool) -> &'static str {
+    if stem {
+        "en_stem"
+    } else {
+        "default"
+    }
+}
 
 /// Why loading, indexing or evaluating a collection failed.
 #[derive(Debug, thiserror::Error)]
@@ -126,6 +136,8 @@ pub struct EvalOptions {
     /// Fusions of the reranker's and BM25's scores to score besides the
     /// model alone (the model is scored once; each fusion is arithmetic).
     pub fusions: Vec<Fusion>,
+    /// Stem the BM25 first stage (English Snowball; the default).
+    pub stem: bool,
 }
 
 impl Default for EvalOptions {
@@ -134,6 +146,7 @@ impl Default for EvalOptions {
             top_k: DEFAULT_TOP_K,
             max_queries: None,
             fusions: Vec::new(),
+            stem: true,
         }
     }
 }
@@ -179,7 +192,7 @@ pub fn evaluate(
         return Err(EvalError::Invalid("top-k must be at least 1".into()));
     }
     let start = Instant::now();
-    let index = Bm25Index::build(&collection.documents)?;
+    let index = Bm25Index::build(&collection.documents, options.stem)?;
     let index_time = start.elapsed();
     let mut search_time = Duration::ZERO;
     let mut rerank_time = Duration::ZERO;
@@ -397,7 +410,12 @@ mod tests {
     fn bm25_index_retrieves_and_scores() {
         let c = tiny();
         assert_eq!(c.documents[3].id, "4");
-        let index = Bm25Index::build(&c.documents).unwrap();
+        let plain = Bm25Index::build(&c.documents, false).unwrap();
+        assert_eq!(
+            plain.query_terms("Wings, FLUTTERING!"),
+            ["wings", "fluttering"]
+        );
+        let index = Bm25Index::build(&c.documents, true).unwrap();
         assert_eq!(index.query_terms("Wings, FLUTTERING!"), ["wing", "flutter"]);
 
         // "wing flutter": d1 has both terms in title and text; d3 has "wing"
