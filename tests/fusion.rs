@@ -68,8 +68,19 @@ fn first_stage_scores_fuse_by_rrf_or_a_linear_mix() {
     );
     let model: Vec<f64> = alone.iter().map(|a| a.0).collect();
 
-    // Default: RRF with k = 60 over the model's and the first stage's ranks.
+    // Unasked, the server's default fusion applies.
     let v = post(&s, &key, json!({"first_stage_scores": FIRST}));
+    assert_eq!(
+        v["meta"]["fusion"],
+        json!({"method": "linear", "weight": 0.8, "normalize": "zscore"}),
+        "{v}"
+    );
+    // RRF with k = 60 over the model's and the first stage's ranks.
+    let v = post(
+        &s,
+        &key,
+        json!({"first_stage_scores": FIRST, "fusion": {"method": "rrf"}}),
+    );
     assert_eq!(
         v["meta"]["fusion"],
         json!({"method": "rrf", "k": 60.0}),
@@ -139,7 +150,8 @@ fn first_stage_scores_fuse_by_rrf_or_a_linear_mix() {
         &key,
         "/rerank",
         &json!({"model": "lexical",
-        "query": "wing lift", "texts": DOCS, "first_stage_scores": FIRST}),
+        "query": "wing lift", "texts": DOCS, "first_stage_scores": FIRST,
+        "fusion": {"method": "rrf"}}),
     ));
     assert_eq!(status, 200, "{v}");
     let top = &v[0];

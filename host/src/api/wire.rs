@@ -145,8 +145,8 @@ pub struct RerankRequest {
     /// component's scores.
     #[serde(default)]
     pub first_stage_scores: Option<Vec<f32>>,
-    /// nboost extension: how to fuse (default: the component's, else RRF
-    /// with k 60).
+    /// nboost extension: how to fuse (default: the component's, else a
+    /// z-score linear mix with the model's weight 0.8).
     #[serde(default)]
     pub fusion: Option<Fusion>,
 }

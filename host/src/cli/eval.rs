@@ -28,7 +28,8 @@ pub struct EvalCommand {
     max_queries: Option<usize>,
     /// Also score these fusions of the component's and BM25's scores, as
     /// JSON (`{"method":"rrf","k":60}`; repeatable). Default: the model
-    /// alone, RRF (k 60) and both linear mixes (weight 0.5).
+    /// alone, the server's default fusion, RRF (k 60) and a min-max mix
+    /// (weight 0.5).
     #[arg(long, value_parser = parse_fusion)]
     fusion: Vec<Fusion>,
     /// Score a grid of fusions instead (RRF k 1 to 100, linear weights 0.1
@@ -61,7 +62,7 @@ fn fusions(given: &[Fusion], grid: bool) -> Vec<Fusion> {
         for normalize in [Normalize::Minmax, Normalize::Zscore] {
             for w in 1..=9 {
                 out.push(Fusion::Linear {
-                    weight: w as f32 / 10.0,
+                    weight: w as f64 / 10.0,
                     normalize,
                 });
             }
@@ -72,14 +73,11 @@ fn fusions(given: &[Fusion], grid: bool) -> Vec<Fusion> {
         return given.to_vec();
     }
     vec![
+        Fusion::DEFAULT,
         Fusion::Rrf { k: 60.0 },
         Fusion::Linear {
             weight: 0.5,
             normalize: Normalize::Minmax,
-        },
-        Fusion::Linear {
-            weight: 0.5,
-            normalize: Normalize::Zscore,
         },
     ]
 }
@@ -225,7 +223,21 @@ impl EvalCommand {
         let mut reports = Vec::new();
         for (n, dir) in dirs.iter().enumerate() {
             let collection = load(dir)?;
-            let report = eval::evaluate(&collection, rerank, &options)?;
+            // A bar on a terminal; nothing when stderr is piped.
+            let bar = indicatif::ProgressBar::new(0).with_style(
+                indicatif::ProgressStyle::with_template(
+                    "{prefix:>12} [{bar:30}] {pos}/{len} queries, {elapsed} (eta {eta})",
+                )
+                .expect("a valid template")
+                .progress_chars("=> "),
+            );
+            bar.set_prefix(collection.name.clone());
+            let report =
+                eval::evaluate_with_progress(&collection, rerank, &options, &mut |done, total| {
+                    bar.set_length(total as u64);
+                    bar.set_position(done as u64);
+                })?;
+            bar.finish_and_clear();
             tracing::info!(
                 collection = %report.collection,
                 index_ms = report.index_time.as_secs_f64() * 1e3,

@@ -188,6 +188,17 @@ pub fn evaluate(
     rerank: Option<(&Reranker, &str)>,
     options: &EvalOptions,
 ) -> Result<EvalReport, EvalError> {
+    evaluate_with_progress(collection, rerank, options, &mut |_, _| {})
+}
+
+/// [`evaluate`], calling `progress(done, total)` after each query (a
+/// terminal front end draws a progress bar with it).
+pub fn evaluate_with_progress(
+    collection: &Collection,
+    rerank: Option<(&Reranker, &str)>,
+    options: &EvalOptions,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<EvalReport, EvalError> {
     if options.top_k == 0 {
         return Err(EvalError::Invalid("top-k must be at least 1".into()));
     }
@@ -201,6 +212,7 @@ pub fn evaluate(
     let mut fused = vec![Metrics::default(); options.fusions.len()];
     let mut queries = 0;
     let limit = options.max_queries.unwrap_or(usize::MAX);
+    let total = collection.judged_queries().take(limit).count();
     for (query, judged) in collection.judged_queries().take(limit) {
         let t = Instant::now();
         let hits = index.search(&query.text, options.top_k)?;
@@ -258,6 +270,7 @@ pub fn evaluate(
             reranked.add(&r);
         }
         queries += 1;
+        progress(queries, total);
     }
     bm25.divide(queries);
     reranked.divide(queries);
