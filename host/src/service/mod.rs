@@ -59,6 +59,7 @@ mod operator;
 pub mod passages;
 pub mod pool;
 pub mod rank;
+mod resolve;
 mod types;
 
 pub use crate::fusion::{Fusion, Normalize};
@@ -74,6 +75,7 @@ pub use passages::{Keep, Shaping};
 pub use pool::Gauges;
 use pool::*;
 pub use rank::{check_limits, check_request, rank, RankedPassage};
+use resolve::Resolved;
 pub use types::*;
 
 /// Who calls [`Service::rerank`].
@@ -106,34 +108,6 @@ use crate::RerankError;
 
 /// Catalog key: (calling tenant, owner, component name).
 pub(super) type Key = (TenantId, Owner, ComponentName);
-
-/// What a name resolved to: the component's owner, its record (own
-/// components) and its real name (the name asked for may be an alias).
-#[derive(Debug, Clone)]
-pub(super) struct Resolved {
-    owner: Owner,
-    rec: Option<ObjectRecord>,
-    component: ComponentName,
-}
-
-impl Resolved {
-    fn own(rec: ObjectRecord) -> Self {
-        Self {
-            owner: Owner::Tenant,
-            component: ComponentName::trusted(rec.name.clone()),
-            rec: Some(rec),
-        }
-    }
-
-    /// A manifest component (its names are checked when it is parsed).
-    fn public(name: &str) -> Self {
-        Self {
-            owner: Owner::Public,
-            rec: None,
-            component: ComponentName::trusted(name.to_string()),
-        }
-    }
-}
 
 /// What a catalog slot was built from: the component version and the
 /// tenant's limit quotas. Any change means a rebuild.
@@ -283,81 +257,6 @@ impl Service {
         let live = self.live(tenant, name)?;
         let mut instance = live.checkout(self, &CancellationToken::new())?;
         Ok(instance.get().info().clone())
-    }
-
-    /// What `name` is in `tenant`'s view: the component it resolves to,
-    /// what its `configure` says, its limits and its aliases (a warm
-    /// instance answers; else one is made). Blocking.
-    pub fn describe(&self, tenant: &Tenant, name: &str) -> Result<Description, ServiceError> {
-        let resolved = self.resolve(tenant, name)?;
-        let component = resolved.component.to_string();
-        let live = self.live_from(tenant, name, Some(resolved))?;
-        let limits = *live.pre.limits();
-        let info = {
-            let mut instance = live.checkout(self, &CancellationToken::new())?;
-            instance.get().info().clone()
-        };
-        let aliases = self
-            .aliases_by_component(tenant)?
-            .remove(&component)
-            .unwrap_or_default();
-        Ok(Description {
-            component,
-            info,
-            limits,
-            aliases,
-        })
-    }
-
-    /// What `name` resolves to for `tenant`.
-    fn resolve(&self, tenant: &Tenant, name: &str) -> Result<Resolved, ServiceError> {
-        self.resolve_at(tenant, name, None)
-    }
-
-    /// Resolve `name` in `tenant`'s view: its own component, its own alias,
-    /// a public component, a public alias — in that order; an alias names a
-    /// component (own, else public), never another alias.
-    fn resolve_at(
-        &self,
-        tenant: &Tenant,
-        name: &str,
-        snapshot: Option<crate::store::Snapshot>,
-    ) -> Result<Resolved, ServiceError> {
-        let store = self.store.as_ref().filter(|_| !tenant.is_operator());
-        if let Some(store) = store {
-            if let Some(rec) =
-                store.object_at(&tenant.name, ObjectKind::Component, name, snapshot)?
-            {
-                return Ok(Resolved::own(rec));
-            }
-        }
-        if self.registry.manifest().components.contains_key(name) {
-            return Ok(Resolved::public(name));
-        }
-        if let Some(store) = store {
-            if let Some(alias) = store.object_at(&tenant.name, ObjectKind::Alias, name, snapshot)? {
-                let target = alias_target(&alias)?;
-                if let Some(rec) =
-                    store.object_at(&tenant.name, ObjectKind::Component, &target, snapshot)?
-                {
-                    return Ok(Resolved::own(rec));
-                }
-                if self.registry.manifest().components.contains_key(&target) {
-                    return Ok(Resolved::public(&target));
-                }
-                return Err(ServiceError::NotFound {
-                    kind: "component",
-                    name: format!("{target}` (the target of alias `{name}"),
-                });
-            }
-        }
-        if let Some(target) = self.registry.manifest().aliases.get(name) {
-            return Ok(Resolved::public(target));
-        }
-        Err(ServiceError::NotFound {
-            kind: "component",
-            name: name.to_string(),
-        })
     }
 
     /// The live entry for `tenant`'s view of `name`, built on first use.
