@@ -225,7 +225,11 @@ fn health_metrics_and_openapi() {
         .send()
         .unwrap();
     assert_eq!(init.status(), 200);
-    assert!(init.text().unwrap().contains("/openapi.json"));
+    let init = init.text().unwrap();
+    assert!(init.contains("/openapi.json"), "{init}");
+    // No online validator (Swagger UI's default is swagger.io's).
+    assert!(init.contains("validatorUrl"), "{init}");
+    assert!(!init.contains("http"), "{init}");
     assert_eq!(
         s.http
             .get(s.url("/docs/swagger-ui-bundle.js"))

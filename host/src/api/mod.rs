@@ -10,7 +10,7 @@
 //! | route | what |
 //! |---|---|
 //! | `GET /health` | liveness (no key) |
-//! | `GET /openapi.json`, `GET /docs` | the OpenAPI 3.1 document and a Swagger UI page over it (no key) |
+//! | `GET /openapi.json`, `GET /docs` | the OpenAPI 3.1 document and a Swagger UI page over it (no key; bundled, contacts nothing else) |
 //! | `GET /info` | the default (or `?model=`) component in TEI's `/info` shape |
 //! | `POST /v1/rerank`, `POST /v2/rerank` | Cohere / Jina rerank ([`api`]) |
 //! | `POST /rerank` | text-embeddings-inference rerank |
@@ -120,8 +120,10 @@ pub fn router(state: AppState) -> Router {
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
     // The API's description is public, as TEI's is: a docs page (Swagger
     // UI, bundled) over the one generated document.
+    // `validator_url("none")`: Swagger UI would otherwise send the
+    // document to swagger.io's online validator.
     let docs = utoipa_swagger_ui::SwaggerUi::new("/docs")
-        .config(utoipa_swagger_ui::Config::from("/openapi.json"));
+        .config(utoipa_swagger_ui::Config::from("/openapi.json").validator_url("none"));
     Router::new()
         .route("/health", get(health))
         .route("/openapi.json", get(openapi))
