@@ -10,7 +10,7 @@ use crate::server::{add_tenant, Server};
 
 /// `.venv/bin/<tool>`, or `None` (a skip; a failure under CI) when the
 /// venv lacks `module`.
-fn venv_tool(module: &str) -> Option<std::path::PathBuf> {
+pub(crate) fn venv_tool(module: &str) -> Option<std::path::PathBuf> {
     let python = repo().join(".venv/bin/python");
     let present = Command::new(&python)
         .args(["-c", &format!("import {module}")])

@@ -550,19 +550,9 @@ fn kill_9_during_uploads_leaves_a_consistent_store() {
 /// The official Python `cohere` client, pointed at the server.
 #[test]
 fn official_cohere_python_client_works() {
-    let python = repo().join(".venv/bin/python");
-    let has_cohere = Command::new(&python)
-        .args(["-c", "import cohere"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !has_cohere {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "the cohere package is required under CI (requirements.txt)"
-        );
-        eprintln!("skipping: .venv has no `cohere` package (.venv/bin/pip install cohere)");
+    let Some(python) = crate::clients::venv_tool("cohere") else {
         return;
-    }
+    };
     let dir = tempfile::tempdir().unwrap();
     let key = add_tenant(&dir.path().join("data"), "acme", &[]);
     let s = Server::start(dir.path(), &[]);

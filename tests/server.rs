@@ -408,7 +408,7 @@ fn bad_requests_get_clear_json_4xx() {
         422,
         "validation",
     );
-    assert!(m.contains("documents[0]"), "{m}");
+    assert!(m.contains("documents[0] is an empty object"), "{m}");
     assert_error(
         s.post(
             &key,

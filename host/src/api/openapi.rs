@@ -359,4 +359,22 @@ mod tests {
             "bearer"
         );
     }
+
+    /// The name rules the document states are the ones the server checks
+    /// (attributes need literals, so the patterns are written twice).
+    #[test]
+    fn path_name_patterns_are_the_checked_rules() {
+        let doc: serde_json::Value = serde_json::from_str(document()).unwrap();
+        let pattern = |path: &str| {
+            doc["paths"][path]["get"]["parameters"][0]["schema"]["pattern"]
+                .as_str()
+                .unwrap_or_else(|| panic!("no pattern on {path}"))
+                .to_string()
+        };
+        assert_eq!(pattern("/v1/components/{name}"), crate::names::NAME_PATTERN);
+        assert_eq!(pattern("/v1/graphs/{name}"), crate::names::NAME_PATTERN);
+        assert_eq!(pattern("/v1/aliases/{name}"), crate::names::ALIAS_PATTERN);
+        let target = &doc["components"]["schemas"]["AliasTarget"]["properties"]["component"];
+        assert_eq!(target["pattern"], crate::names::NAME_PATTERN);
+    }
 }

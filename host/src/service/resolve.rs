@@ -96,10 +96,9 @@ impl Service {
                 if self.registry.manifest().components.contains_key(&target) {
                     return Ok(Resolved::public(&target));
                 }
-                return Err(ServiceError::NotFound {
-                    kind: "component",
-                    name: format!("{target}` (the target of alias `{name}"),
-                });
+                return Err(ServiceError::Unprocessable(format!(
+                    "alias `{name}` names component `{target}`, which no longer exists"
+                )));
             }
         }
         if let Some(target) = self.registry.manifest().aliases.get(name) {
