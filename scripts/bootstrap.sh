@@ -32,3 +32,17 @@ if [ -d "$ovlibs" ] && [ ! -e "$ovlibs/libopenvino_c.so" ]; then
   versioned=$(cd "$ovlibs" && ls libopenvino_c.so.* | head -n1)
   ln -s "$versioned" "$ovlibs/libopenvino_c.so"
 fi
+
+# Headless Chromium (Debian's `chromium`) for the test of the proxy's status
+# page; the OpenSearch node the proxy tests use needs Java 17 and Maven,
+# which the base image has (../shared/opensearch/run.sh builds it).
+if ! command -v chromium >/dev/null 2>&1; then
+  sudo=""
+  [ "$(id -u)" = 0 ] || sudo="sudo -n"
+  if $sudo true 2>/dev/null; then
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null
+  else
+    echo "bootstrap: cannot install chromium (no root); the status-page test will skip" >&2
+  fi
+fi

@@ -12,6 +12,8 @@ mod holes;
 mod holes_server;
 mod model;
 mod operations;
+mod proxy;
+mod proxy_page;
 mod registry;
 mod requests;
 mod sandbox;

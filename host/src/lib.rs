@@ -9,7 +9,8 @@
 //!
 //! The layers, from the top (every import points down):
 //!
-//! * `cli` (the binary) and [`api`] (HTTP): front ends; parse, call the
+//! * `cli` (the binary), [`api`] (HTTP) and [`proxy`] (the
+//!   Elasticsearch/OpenSearch reranking proxy): front ends; parse, call the
 //!   service, render.
 //! * [`service`]: the one serving core — admission, catalog, warm pool,
 //!   ranking, uploads — for tenants and for the operator (the CLI's
@@ -22,7 +23,8 @@
 //! * [`sandbox`]: the wasmtime engine, per-call limits, the capability-free
 //!   WASI context, the validator, bounded async calls into a plugin.
 //! * [`nn`]: named graphs, the one wasi-nn adapter and the back-ends.
-//! * leaves: [`fsutil`], [`meter`], [`names`], [`error`], and the
+//! * leaves: [`fsutil`], [`meter`], [`names`], [`error`], [`fusion`],
+//!   [`relevance`] (NDCG, MRR), and the
 //!   `nboost-validate` crate (validation, digests).
 //! * `eval` (cargo feature `eval`): retrieval-quality evaluation (BM25
 //!   first stage + reranker).
@@ -36,7 +38,9 @@ pub mod fusion;
 pub mod meter;
 pub mod names;
 pub mod nn;
+pub mod proxy;
 pub mod registry;
+pub mod relevance;
 pub mod sandbox;
 pub mod service;
 pub mod store;

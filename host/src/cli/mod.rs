@@ -5,6 +5,7 @@
 mod components;
 #[cfg(feature = "eval")]
 mod eval;
+mod proxy;
 mod rerank;
 mod serve;
 mod tenants;
@@ -164,6 +165,9 @@ enum Command {
     Bench(rerank::BenchCommand),
     /// Serve the multi-tenant HTTP API (rerank, uploads, metrics).
     Serve(serve::ServeCommand),
+    /// Rerank the search hits of an Elasticsearch/OpenSearch node: a
+    /// proxy between a search client and the engine.
+    Proxy(proxy::ProxyCommand),
     /// Add tenants, rotate their keys, set their quotas.
     #[command(subcommand)]
     Tenants(tenants::TenantsCommand),
@@ -227,6 +231,7 @@ impl Cli {
             }),
             Command::Bench(c) => c.run(&self.global),
             Command::Serve(c) => c.run(&self.global),
+            Command::Proxy(c) => c.run(&self.global),
             Command::Tenants(c) => c.run(),
         }
     }

@@ -77,7 +77,7 @@ pub struct ServeCommand {
 }
 
 /// SIGTERM or Ctrl-C.
-async fn shutdown_signal() {
+pub(super) async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

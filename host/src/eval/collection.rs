@@ -37,9 +37,6 @@ pub struct QueryEntry {
     pub text: String,
 }
 
-/// Relevance judgements of one query: corpus id to graded score.
-pub type Judgements = HashMap<String, i64>;
-
 /// A BEIR-layout test collection held in memory.
 #[derive(Debug, Clone, Default)]
 pub struct Collection {

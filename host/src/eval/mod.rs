@@ -29,11 +29,10 @@
 
 mod bm25;
 mod collection;
-mod metrics;
 
+pub use crate::relevance::*;
 pub use bm25::*;
 pub use collection::*;
-pub use metrics::*;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -51,12 +50,6 @@ use crate::{RerankError, Reranker};
 
 /// The depth of the BM25 candidate list handed to the reranker by default.
 pub const DEFAULT_TOP_K: usize = 100;
-
-/// Cut-off of NDCG and MRR.
-pub const METRIC_CUTOFF: usize = 10;
-
-/// Cut-off of recall.
-pub const RECALL_CUTOFF: usize = 100;
 
 /// The tantivy analyser of both text fields: `en_stem` (lower-casing and
 /// the English Snowball stemmer, as Lucene's `english` analyser stems) or

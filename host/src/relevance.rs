@@ -1,7 +1,19 @@
 //! Ranking metrics: NDCG@k, MRR@k, recall@k, and their means.
+//!
+//! A leaf, not part of `eval`: `nboost eval` scores whole collections with
+//! them, and the proxy scores single searches that carry judgements, and
+//! the serving binary must not need the evaluation's search engine for that.
 
-#[allow(unused_imports, reason = "the evaluation's shared imports")]
-use super::*;
+use std::collections::{HashMap, HashSet};
+
+/// Relevance judgements of one query: corpus id to graded score.
+pub type Judgements = HashMap<String, i64>;
+
+/// Cut-off of NDCG and MRR.
+pub const METRIC_CUTOFF: usize = 10;
+
+/// Cut-off of recall.
+pub const RECALL_CUTOFF: usize = 100;
 
 /// Retrieval metrics of one ranking, or their average over queries.
 #[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
@@ -27,13 +39,15 @@ impl Metrics {
         }
     }
 
-    pub(super) fn add(&mut self, other: &Self) {
+    /// Add `other` metric by metric (for a mean: then [`Metrics::divide`]).
+    pub fn add(&mut self, other: &Self) {
         self.ndcg_at_10 += other.ndcg_at_10;
         self.mrr_at_10 += other.mrr_at_10;
         self.recall_at_100 += other.recall_at_100;
     }
 
-    pub(super) fn divide(&mut self, n: usize) {
+    /// Divide every metric by `n` (no-op for 0).
+    pub fn divide(&mut self, n: usize) {
         if n > 0 {
             let n = n as f64;
             self.ndcg_at_10 /= n;
@@ -45,7 +59,7 @@ impl Metrics {
 
 /// The gain of one document: its judged score, zero when unjudged or not
 /// relevant.
-pub(super) fn gain(judged: &Judgements, id: &str) -> f64 {
+pub fn gain(judged: &Judgements, id: &str) -> f64 {
     judged.get(id).map_or(0.0, |&s| s.max(0) as f64)
 }
 

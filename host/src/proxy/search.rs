@@ -1,0 +1,580 @@
+//! `_search` and `_msearch`: ask the upstream for the top `topn`, rerank
+//! the hits through the service, answer the page the client asked for.
+//!
+//! Everything but `hits.hits`, `max_score` and the added `nboost` section
+//! is the upstream's (`took`, `_shards`, `hits.total`, aggregations,
+//! highlights, suggestions). Each returned hit keeps its upstream score as
+//! `_nboost.upstream_score` (and its upstream rank); `_score` becomes the
+//! fused score, or the model's when the fusion is `none`.
+
+use std::time::{Duration, Instant};
+
+use axum::body::{to_bytes, Body};
+use axum::extract::Request;
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::response::Response;
+use bytes::Bytes;
+use serde_json::{json, Map, Value};
+
+use super::forward::{end_to_end, read_bounded, stream_back, Read};
+use super::plan::{decide, Decision, Plan, Skip};
+use super::{Proxy, ProxyError};
+use crate::relevance::{Judgements, Metrics};
+use crate::service::{Caller, RerankJob, ServiceError, Shaping};
+
+const RERANKED: HeaderName = HeaderName::from_static("x-nboost-reranked");
+const SKIPPED: HeaderName = HeaderName::from_static("x-nboost-skipped");
+
+/// The parts of a search request the proxy needs again.
+struct Incoming {
+    method: reqwest::Method,
+    path: String,
+    params: Vec<(String, String)>,
+    query: Option<String>,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+async fn incoming(proxy: &Proxy, req: Request) -> Result<Incoming, ProxyError> {
+    let (parts, body) = req.into_parts();
+    let limit = proxy.inner.config.max_request_bytes;
+    let body = to_bytes(body, limit).await.map_err(|_| {
+        ProxyError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "nboost_request_too_large",
+            format!("a search body is limited to {limit} bytes here"),
+        )
+    })?;
+    let query = parts.uri.query().map(str::to_string);
+    let params = url::form_urlencoded::parse(query.as_deref().unwrap_or("").as_bytes())
+        .into_owned()
+        .collect();
+    let headers = end_to_end(&parts.headers, false);
+    Ok(Incoming {
+        method: parts.method,
+        path: parts.uri.path().to_string(),
+        params,
+        query,
+        headers,
+        body,
+    })
+}
+
+impl Incoming {
+    /// Send the request upstream as the client sent it and stream the
+    /// answer back, saying why it was not reranked.
+    async fn pass(self, proxy: &Proxy, skip: &Skip) -> Result<Response, ProxyError> {
+        let url = proxy.upstream_url(&self.path, self.query.as_deref())?;
+        let answer = proxy
+            .send(self.method, url, self.headers, self.body.into())
+            .await?;
+        Ok(stream_back(answer, Some(skip_header(skip))))
+    }
+}
+
+fn skip_header(skip: &Skip) -> (HeaderName, String) {
+    let text: String = format!("{}: {}", skip.code(), skip.reason())
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '?'
+            }
+        })
+        .collect();
+    (SKIPPED, text)
+}
+
+fn json_response(status: reqwest::StatusCode, mut headers: HeaderMap, body: &Value) -> Response {
+    headers.remove(header::CONTENT_LENGTH);
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=UTF-8"),
+    );
+    let mut r = Response::new(Body::from(serde_json::to_vec(body).unwrap_or_default()));
+    *r.status_mut() = status;
+    *r.headers_mut() = headers;
+    r
+}
+
+/// `GET|POST /_search`, `/{index}/_search`.
+pub(super) async fn search(proxy: &Proxy, req: Request) -> Result<Response, ProxyError> {
+    let inc = incoming(proxy, req).await?;
+    let stats = &proxy.inner.stats;
+    let body = if inc.body.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        match serde_json::from_slice::<Value>(&inc.body) {
+            Ok(v) => Some(v),
+            Err(_) => {
+                stats.skipped(&Skip::NotJson);
+                return inc.pass(proxy, &Skip::NotJson).await;
+            }
+        }
+    };
+    let plan = match decide(&proxy.inner.config, &inc.params, body)? {
+        Decision::Rerank(plan) => plan,
+        Decision::Pass { skip, body } => {
+            stats.skipped(&skip);
+            let mut inc = inc;
+            // The body less its `nboost` object (the upstream would refuse
+            // it); any other body goes as it came.
+            if body_had_nboost(&inc.body) {
+                let body = body.unwrap_or_else(|| Value::Object(Map::new()));
+                inc.body = serde_json::to_vec(&body).unwrap_or_default().into();
+            }
+            return inc.pass(proxy, &skip).await;
+        }
+    };
+    let query = encode(&plan.params);
+    let url = proxy.upstream_url(&inc.path, query.as_deref())?;
+    let mut headers = inc.headers.clone();
+    // The proxy reads this answer: ask for it uncompressed.
+    headers.remove(header::ACCEPT_ENCODING);
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    let t0 = Instant::now();
+    let answer = proxy
+        .send(
+            inc.method.clone(),
+            url,
+            headers,
+            serde_json::to_vec(&plan.body).unwrap_or_default().into(),
+        )
+        .await?;
+    let cap = proxy.inner.config.max_response_bytes;
+    let (status, headers, bytes) = match read_bounded(answer, cap).await? {
+        Read::Whole(s, h, b) => (s, h, b),
+        Read::TooLarge => {
+            // That answer is for `topn` hits; the client asked for its page.
+            let skip = Skip::TooLarge(cap);
+            stats.skipped(&skip);
+            return inc.pass(proxy, &skip).await;
+        }
+    };
+    let upstream = t0.elapsed();
+    if !status.is_success() {
+        let skip = Skip::Upstream(status.as_u16());
+        stats.skipped(&skip);
+        return inc.pass(proxy, &skip).await;
+    }
+    let Ok(mut answer) = serde_json::from_slice::<Value>(&bytes) else {
+        let skip = Skip::NotJson;
+        stats.skipped(&skip);
+        return inc.pass(proxy, &skip).await;
+    };
+    let outcome = rerank_answer(proxy, &plan, &mut answer, upstream).await;
+    let mut headers = headers;
+    match outcome {
+        Ok(()) => {
+            headers.insert(RERANKED, HeaderValue::from_static("true"));
+        }
+        Err(skip) => {
+            if skip.is_failure() && proxy.inner.config.strict {
+                return Err(strict_error(&skip));
+            }
+            headers.insert(RERANKED, HeaderValue::from_static("false"));
+            let (name, value) = skip_header(&skip);
+            if let Ok(v) = value.parse() {
+                headers.insert(name, v);
+            }
+        }
+    }
+    Ok(json_response(status, headers, &answer))
+}
+
+fn strict_error(skip: &Skip) -> ProxyError {
+    ProxyError::new(
+        StatusCode::BAD_GATEWAY,
+        "nboost_rerank_failed",
+        skip.reason(),
+    )
+}
+
+fn body_had_nboost(body: &[u8]) -> bool {
+    serde_json::from_slice::<Value>(body).is_ok_and(|v| v.get("nboost").is_some())
+}
+
+fn encode(params: &[(String, String)]) -> Option<String> {
+    if params.is_empty() {
+        return None;
+    }
+    Some(
+        url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(params)
+            .finish(),
+    )
+}
+
+/// Rerank one search answer in place (hits, `max_score`, the `nboost`
+/// section), or cut it to the client's page in the upstream order and
+/// say why. Records the outcome in the proxy's stats.
+async fn rerank_answer(
+    proxy: &Proxy,
+    plan: &Plan,
+    answer: &mut Value,
+    upstream: Duration,
+) -> Result<(), Skip> {
+    let stats = &proxy.inner.stats;
+    let result = rerank_hits(proxy, plan, answer).await;
+    let hits = answer
+        .pointer_mut("/hits/hits")
+        .and_then(Value::as_array_mut)
+        .map(std::mem::take)
+        .unwrap_or_default();
+    let mut section = json!({
+        "component": plan.component,
+        "topn": plan.topn,
+        "upstream_ms": ms(upstream),
+    });
+    let (page, skip) = match result {
+        Ok(done) => {
+            stats.reranked(done.took, upstream, done.eval.as_ref());
+            section["reranked"] = true.into();
+            section["rerank_ms"] = ms(done.took).into();
+            section["fusion"] = done.fusion.into();
+            if let Some((up, re)) = &done.eval {
+                section["eval"] = json!({"upstream": up, "reranked": re});
+            }
+            if let (Some(top), Some(hits)) = (done.max_score, answer.get_mut("hits")) {
+                hits["max_score"] = top.into();
+            }
+            (done.order, None)
+        }
+        Err(skip) => {
+            stats.skipped(&skip);
+            section["reranked"] = false.into();
+            section["skipped"] = skip.code().into();
+            section["reason"] = skip.reason().into();
+            (hits, Some(skip))
+        }
+    };
+    let mut page: Vec<Value> = page.into_iter().skip(plan.from).take(plan.size).collect();
+    for hit in &mut page {
+        strip_added(hit, plan);
+    }
+    if let Some(hits) = answer.get_mut("hits").and_then(Value::as_object_mut) {
+        hits.insert("hits".into(), Value::Array(page));
+    }
+    if let Some(obj) = answer.as_object_mut() {
+        obj.insert("nboost".into(), section);
+    }
+    skip.map_or(Ok(()), Err)
+}
+
+fn ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1e5).round() / 100.0
+}
+
+/// A reranked answer, before paging.
+struct Done {
+    /// All the hits, best first, with their new `_score`.
+    order: Vec<Value>,
+    max_score: Option<f64>,
+    took: Duration,
+    fusion: String,
+    eval: Option<(Metrics, Metrics)>,
+}
+
+/// Score the hits of `answer` (taken out of it only on success).
+async fn rerank_hits(proxy: &Proxy, plan: &Plan, answer: &mut Value) -> Result<Done, Skip> {
+    let hits = answer
+        .pointer("/hits/hits")
+        .and_then(Value::as_array)
+        .filter(|h| !h.is_empty())
+        .ok_or(Skip::NoHits)?;
+    let mut texts = Vec::new();
+    let mut first = Vec::new();
+    let mut scored = Vec::new();
+    let mut unscored = Vec::new();
+    for (i, hit) in hits.iter().enumerate() {
+        let score = hit
+            .get("_score")
+            .and_then(Value::as_f64)
+            .ok_or(Skip::NoScores)?;
+        let text = hit_text(hit, &plan.fields, plan.from_source);
+        if text.trim().is_empty() {
+            unscored.push(i);
+        } else {
+            texts.push(text);
+            first.push(score as f32);
+            scored.push(i);
+        }
+    }
+    if texts.is_empty() {
+        return Err(Skip::NoText);
+    }
+    let job = RerankJob {
+        model: plan.component.clone(),
+        query: plan.query.clone(),
+        documents: texts,
+        top_n: None,
+        shaping: Shaping::default(),
+        first_stage: Some(first),
+        fusion: plan.fusion,
+    };
+    let inner = &proxy.inner;
+    let t0 = Instant::now();
+    let call = inner
+        .service
+        .rerank(Caller::Tenant(inner.operator.clone()), job);
+    let outcome = match tokio::time::timeout(inner.config.rerank_timeout, call).await {
+        Err(_) => return Err(Skip::Timeout(inner.config.rerank_timeout.as_millis() as u64)),
+        Ok(Err(ServiceError::Overloaded | ServiceError::QuotaExceeded(_))) => {
+            return Err(Skip::Overloaded)
+        }
+        Ok(Err(e)) => return Err(Skip::Failed(e.to_string())),
+        Ok(Ok(o)) => o,
+    };
+    let took = t0.elapsed();
+    let (fusion, model) = match &outcome.fused {
+        Some((f, model)) => (f.label(), Some(model)),
+        None => ("none".to_string(), None),
+    };
+    let hits = answer
+        .pointer_mut("/hits/hits")
+        .and_then(Value::as_array_mut)
+        .map(std::mem::take)
+        .unwrap_or_default();
+    let upstream_ids: Vec<String> = hits.iter().map(hit_id).collect();
+    let mut slots: Vec<Option<Value>> = hits.into_iter().map(Some).collect();
+    let mut order = Vec::with_capacity(slots.len());
+    for r in &outcome.ranking {
+        let i = scored[r.index];
+        let Some(mut hit) = slots[i].take() else {
+            continue;
+        };
+        let upstream_score = hit.get("_score").cloned().unwrap_or(Value::Null);
+        let mut mark = json!({"upstream_score": upstream_score, "upstream_rank": i + 1});
+        if let Some(model) = model {
+            mark["model_score"] = f64::from(model[r.index]).into();
+        }
+        hit["_score"] = f64::from(r.score).into();
+        hit["_nboost"] = mark;
+        order.push(hit);
+    }
+    // Hits with no text to score keep their upstream order, after the rest.
+    for i in unscored {
+        if let Some(mut hit) = slots[i].take() {
+            let upstream_score = hit.get("_score").cloned().unwrap_or(Value::Null);
+            hit["_nboost"] = json!({"upstream_score": upstream_score, "upstream_rank": i + 1,
+                                    "unscored": "no text in the configured fields"});
+            hit["_score"] = Value::Null;
+            order.push(hit);
+        }
+    }
+    let eval = plan.judged.as_ref().map(|judged: &Judgements| {
+        let reranked: Vec<String> = order.iter().map(hit_id).collect();
+        (
+            Metrics::of(&upstream_ids, judged),
+            Metrics::of(&reranked, judged),
+        )
+    });
+    Ok(Done {
+        max_score: outcome.ranking.first().map(|r| f64::from(r.score)),
+        order,
+        took,
+        fusion,
+        eval,
+    })
+}
+
+fn hit_id(hit: &Value) -> String {
+    hit.get("_id")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string()
+}
+
+/// The text a hit is scored on: its configured fields (from `_source`, or
+/// the `fields` section when the client filtered the source) joined by
+/// newlines; with none of them present, every string of its `_source`.
+fn hit_text(hit: &Value, fields: &[String], from_source: bool) -> String {
+    let mut parts = Vec::new();
+    for f in fields {
+        let value = if from_source {
+            hit.get("_source").and_then(|s| lookup(s, f))
+        } else {
+            hit.get("fields").and_then(|s| s.get(f))
+        };
+        if let Some(v) = value {
+            collect_text(v, &mut parts);
+        }
+    }
+    if parts.is_empty() && from_source {
+        if let Some(Value::Object(src)) = hit.get("_source") {
+            for v in src.values() {
+                collect_text(v, &mut parts);
+            }
+        }
+    }
+    parts.join("\n")
+}
+
+/// `a.b` in `_source`: the literal key, else the nested path.
+fn lookup<'a>(source: &'a Value, path: &str) -> Option<&'a Value> {
+    if let Some(v) = source.get(path) {
+        return Some(v);
+    }
+    path.split('.').try_fold(source, |v, k| v.get(k))
+}
+
+fn collect_text(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::String(s) if !s.trim().is_empty() => out.push(s.clone()),
+        Value::Number(n) => out.push(n.to_string()),
+        Value::Array(items) => items.iter().for_each(|i| collect_text(i, out)),
+        _ => {}
+    }
+}
+
+/// Remove from a hit the `fields` entries the proxy asked for and the
+/// client did not.
+fn strip_added(hit: &mut Value, plan: &Plan) {
+    if plan.added_fields.is_empty() {
+        return;
+    }
+    let Some(Value::Object(fields)) = hit.get_mut("fields") else {
+        return;
+    };
+    for f in &plan.added_fields {
+        fields.remove(f);
+    }
+    if fields.is_empty() && plan.no_client_fields {
+        if let Some(h) = hit.as_object_mut() {
+            h.remove("fields");
+        }
+    }
+}
+
+/// `GET|POST /_msearch`, `/{index}/_msearch`: each search of the NDJSON
+/// body decided and reranked on its own, in one upstream call.
+pub(super) async fn msearch(proxy: &Proxy, req: Request) -> Result<Response, ProxyError> {
+    let inc = incoming(proxy, req).await?;
+    let stats = &proxy.inner.stats;
+    let Ok(text) = std::str::from_utf8(&inc.body) else {
+        return inc.pass(proxy, &Skip::NotJson).await;
+    };
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let mut parsed = Vec::new();
+    for l in &lines {
+        match serde_json::from_str::<Value>(l) {
+            Ok(v) => parsed.push(v),
+            Err(_) => return inc.pass(proxy, &Skip::NotJson).await,
+        }
+    }
+    if parsed.len() % 2 != 0 {
+        return inc.pass(proxy, &Skip::NotJson).await;
+    }
+    let mut out = String::new();
+    let mut plans = Vec::new();
+    for pair in parsed.chunks(2) {
+        let (head, body) = (&pair[0], pair[1].clone());
+        let decision = decide(&proxy.inner.config, &[], Some(body))?;
+        out.push_str(&head.to_string());
+        out.push('\n');
+        match decision {
+            Decision::Rerank(plan) => {
+                out.push_str(&plan.body.to_string());
+                plans.push(Ok(plan));
+            }
+            Decision::Pass { skip, body } => {
+                out.push_str(
+                    &body
+                        .unwrap_or_else(|| Value::Object(Map::new()))
+                        .to_string(),
+                );
+                stats.skipped(&skip);
+                plans.push(Err(skip));
+            }
+        }
+        out.push('\n');
+    }
+    let url = proxy.upstream_url(&inc.path, inc.query.as_deref())?;
+    let mut headers = inc.headers.clone();
+    headers.remove(header::ACCEPT_ENCODING);
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-ndjson"),
+    );
+    let t0 = Instant::now();
+    let answer = proxy
+        .send(inc.method.clone(), url, headers, out.into())
+        .await?;
+    let cap = proxy.inner.config.max_response_bytes;
+    let (status, headers, bytes) = match read_bounded(answer, cap).await? {
+        Read::Whole(s, h, b) => (s, h, b),
+        Read::TooLarge => {
+            let skip = Skip::TooLarge(cap);
+            stats.skipped(&skip);
+            return inc.pass(proxy, &skip).await;
+        }
+    };
+    let upstream = t0.elapsed();
+    let mut answer: Value = match serde_json::from_slice(&bytes) {
+        Ok(v) if status.is_success() => v,
+        _ => {
+            let skip = Skip::Upstream(status.as_u16());
+            return inc.pass(proxy, &skip).await;
+        }
+    };
+    let Some(responses) = answer.get_mut("responses").and_then(Value::as_array_mut) else {
+        return inc.pass(proxy, &Skip::NotJson).await;
+    };
+    let strict = proxy.inner.config.strict;
+    let mut reranked = 0;
+    let tasks = responses.iter_mut().zip(&plans).map(|(resp, plan)| async move {
+        match plan {
+            Ok(plan) if resp.get("error").is_none() => {
+                match rerank_answer(proxy, plan, resp, upstream).await {
+                    Ok(()) => true,
+                    Err(skip) if strict && skip.is_failure() => {
+                        let e = strict_error(&skip);
+                        *resp = json!({"error": {"type": e.kind, "reason": e.reason}, "status": 502});
+                        false
+                    }
+                    Err(_) => false,
+                }
+            }
+            Ok(_) => false,
+            Err(skip) => {
+                if let Some(obj) = resp.as_object_mut() {
+                    obj.insert(
+                        "nboost".into(),
+                        json!({"reranked": false, "skipped": skip.code(), "reason": skip.reason()}),
+                    );
+                }
+                false
+            }
+        }
+    });
+    for done in futures_util::future::join_all(tasks).await {
+        reranked += usize::from(done);
+    }
+    let mut headers = headers;
+    if let Ok(v) = format!("{reranked}/{}", plans.len()).parse() {
+        headers.insert(RERANKED, v);
+    }
+    Ok(json_response(status, headers, &answer))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hits_are_scored_on_what_they_have() {
+        let fields = vec!["title".to_string(), "meta.abstract".to_string()];
+        let hit = json!({"_source": {"title": "Wings", "meta": {"abstract": ["lift", "drag"]}}});
+        assert_eq!(hit_text(&hit, &fields, true), "Wings\nlift\ndrag");
+        let other = json!({"_source": {"body": "only a body", "n": 3}});
+        assert_eq!(hit_text(&other, &fields, true), "only a body\n3");
+        let none = json!({"_id": "1"});
+        assert_eq!(hit_text(&none, &fields, true), "");
+        let via_fields = json!({"fields": {"title": ["Wings"]}, "_source": {"title": "x"}});
+        assert_eq!(hit_text(&via_fields, &fields, false), "Wings");
+    }
+}
