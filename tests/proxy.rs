@@ -69,11 +69,13 @@ fn start_node() -> Option<String> {
                 "the OpenSearch node did not start:\n{}",
                 String::from_utf8_lossy(&out.stderr)
             );
-            // Stop the node when this test process ends, however it ends.
-            Command::new("bash")
+            // Stop the node when this test process ends, however it ends:
+            // a watchdog in the background (the shell that starts it exits
+            // at once).
+            let status = Command::new("bash")
                 .arg("-c")
                 .arg(
-                    r#"while kill -0 "$0" 2>/dev/null; do sleep 1; done; exec bash "$1" stop "$2""#,
+                    r#"(while kill -0 "$0" 2>/dev/null; do sleep 1; done; exec bash "$1" stop "$2") &"#,
                 )
                 .arg(std::process::id().to_string())
                 .arg(&run)
@@ -82,8 +84,9 @@ fn start_node() -> Option<String> {
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .process_group(0)
-                .spawn()
+                .status()
                 .unwrap();
+            assert!(status.success());
             String::from_utf8(out.stdout).unwrap().trim().to_string()
         }
     };

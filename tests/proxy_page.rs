@@ -165,7 +165,8 @@ fn the_status_page_shows_what_the_status_json_says() {
 #[test]
 fn python_search_clients_work_through_the_proxy() {
     let Some(node) = node() else { return };
-    let Some(python) = venv_tool("elasticsearch") else {
+    // (elasticsearch-py 7.13 imports only under tests/proxy/conftest.py.)
+    let Some(python) = venv_tool("opensearchpy") else {
         return;
     };
     let p = ProxyProc::start(node, "lexical", &["--topn", "20"]);
@@ -182,5 +183,10 @@ fn python_search_clients_work_through_the_proxy() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr),
         p.log_text()
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(" passed") && !stdout.contains("skipped"),
+        "{stdout}"
     );
 }
