@@ -57,6 +57,11 @@ lint:
 eval component="minilm" backend="ort": components model release
     target/release/nboost --backend {{backend}} --threads 2 eval --component {{component}} --data ../shared/data
 
+# The proxy in front of a real OpenSearch node: NDCG@10 / MRR@10 of BM25,
+# model and fused on every collection, added latency per search.
+bench-proxy: components model release
+    bash bench/proxy.sh
+
 # Throughput on 1 query x 100 passages (~100 tokens), all back-ends and native ORT, one run.
 bench: components model release
     bash bench/run.sh

@@ -13,6 +13,7 @@ mod holes_server;
 mod model;
 mod operations;
 mod proxy;
+mod proxy_failures;
 mod proxy_page;
 mod registry;
 mod requests;

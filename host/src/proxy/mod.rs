@@ -10,6 +10,7 @@
 //! * [`forward`]: the upstream client — every request that is not a search
 //!   goes through unchanged (method, path, query, headers except
 //!   hop-by-hop, streaming bodies both ways).
+//! * [`query`]: the query text of a search, from the query DSL or `?q=`.
 //! * [`plan`]: reading a search — its query text, paging, sorting, source
 //!   filtering and the request's `nboost` options — into a decision:
 //!   rerank (and how to ask the upstream) or pass through (and why).
@@ -38,6 +39,7 @@
 
 mod forward;
 mod plan;
+mod query;
 mod search;
 mod status;
 
@@ -52,7 +54,8 @@ use axum::Router;
 use crate::fusion::Fusion;
 use crate::service::Service;
 use crate::store::Tenant;
-pub use plan::{query_text, Options};
+pub use plan::Options;
+pub use query::{lucene_text, query_text};
 pub use status::{Stats, StatusReport};
 
 /// What the operator sets at start; requests may narrow it only within
