@@ -1,96 +1,112 @@
-//! The component contract suite: what every reranker component must do, as
-//! `wit/reranker.wit` states it, checked against each component in
-//! `components/` through the real sandbox (not the host's input checks:
-//! the suite calls the instance directly, so an empty list reaches the
-//! guest). [`check`] runs on any manifest entry, so a new component gets
-//! the same checks by adding one line here.
+//! The component contract suite (`nboost::contract`, what
+//! `wit/reranker.wit` promises) against every component in `components/`,
+//! and `nboost components test`, the same suite as a plugin author runs it
+//! on a file before uploading.
 
 use nboost::nn::BackendKind;
 use nboost::registry::Manifest;
-use nboost::{RerankError, Reranker};
 
-use crate::common::{config, reranker, standard_manifest};
+use crate::common::{config, model_file, repo, standard_manifest, wasm};
+use crate::server::nboost;
 
-/// Every check, against component `name` of `manifest` (TOML text).
-fn check(manifest: &str, name: &str) {
-    let host = reranker(manifest, config(BackendKind::Tract));
-    let pre = host
-        .registry()
-        .get(name)
+/// Every check of the suite passes for component `name`.
+fn keeps_the_contract(name: &str) {
+    let manifest = Manifest::parse(&standard_manifest(), &repo()).unwrap();
+    let checks = nboost::contract::run(&manifest, name, &config(BackendKind::Tract))
         .unwrap_or_else(|e| panic!("{name}: cannot load: {e}"));
-    let engine = host.registry().engine();
-    let mut plugin = pre
-        .instantiate(engine)
-        .unwrap_or_else(|e| panic!("{name}: configure failed: {e}"));
-    let q = "what causes lift on a wing";
-    let score = |plugin: &mut nboost::sandbox::Plugin, passages: &[String], what: &str| {
-        plugin
-            .score(q, passages)
-            .unwrap_or_else(|e| panic!("{name}: {what}: {e}"))
-    };
-
-    // An empty list returns an empty list.
-    assert!(score(&mut plugin, &[], "empty list").is_empty(), "{name}");
-
-    // Empty and whitespace passages, unicode of every shape, a passage far
-    // over any token limit: one finite score each (the sandbox checks the
-    // length and finiteness of every answer).
-    let odd: Vec<String> = vec![
-        String::new(),
-        "   \t\n".into(),
-        "翼の揚力はどこから来るのか".into(),
-        "lift 🛩️🚀 wing ✈".into(),
-        "e\u{301}le\u{300}ve a\u{308}ile".into(),
-        "wing lift ".repeat(10_000),
-    ];
-    assert_eq!(score(&mut plugin, &odd, "odd passages").len(), odd.len());
-
-    // 1 000 passages in one call.
-    let many: Vec<String> = (0..1000)
-        .map(|i| format!("passage {i} about wings and lift"))
-        .collect();
-    assert_eq!(score(&mut plugin, &many, "1000 passages").len(), 1000);
-
-    // Deterministic: the same call twice, and on a fresh instance.
-    let some: Vec<String> = vec![
-        "lift is produced by the pressure difference across a wing".into(),
-        "bread needs flour".into(),
-    ];
-    let a = score(&mut plugin, &some, "first call");
-    let b = score(&mut plugin, &some, "second call");
-    let mut fresh = pre.instantiate(engine).unwrap();
-    let c = score(&mut fresh, &some, "fresh instance");
-    assert_eq!(a, b, "{name}: scores differ between calls");
-    assert_eq!(a, c, "{name}: scores differ between instances");
-
-    // An unknown setting is `invalid-config`, reported at configure.
-    let mut m = Manifest::parse(manifest, std::path::Path::new("/")).unwrap();
-    m.components
-        .get_mut(name)
-        .unwrap()
-        .settings
-        .push(("no-such-setting".into(), "x".into()));
-    let strict = Reranker::new(m, config(BackendKind::Tract)).unwrap();
-    match strict.rerank(name, q, &some, None) {
-        Err(RerankError::Config { reason, .. }) => {
-            assert!(reason.contains("misconfigured"), "{name}: {reason}");
-            assert!(reason.contains("no-such-setting"), "{name}: {reason}");
-        }
-        other => panic!("{name}: expected invalid-config, got {other:?}"),
+    assert_eq!(checks.len(), 10, "{name}: {checks:?}");
+    for c in &checks {
+        assert!(c.ok, "{name}: {}: {}", c.name, c.detail);
     }
 }
 
 #[test]
 fn lexical_keeps_the_contract() {
-    check(&standard_manifest(), "lexical");
+    keeps_the_contract("lexical");
 }
 
 #[test]
 fn minilm_keeps_the_contract() {
-    check(&standard_manifest(), "minilm");
+    keeps_the_contract("minilm");
 }
 
 #[test]
 fn cross_encoder_keeps_the_contract() {
-    check(&standard_manifest(), "cross-encoder");
+    keeps_the_contract("cross-encoder");
+}
+
+fn manifest_file(dir: &std::path::Path, extra: &str) -> std::path::PathBuf {
+    let path = dir.join("nboost.toml");
+    std::fs::write(&path, format!("{}\n{extra}", standard_manifest())).unwrap();
+    path
+}
+
+#[test]
+fn components_test_passes_a_good_file_with_its_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = nboost()
+        .arg("--manifest")
+        .arg(manifest_file(dir.path(), ""))
+        .args(["components", "test"])
+        .arg(wasm("nboost_reranker_minilm"))
+        .args([
+            "--graph",
+            "all-minilm-l6-v2",
+            "--setting",
+            "graph=all-minilm-l6-v2",
+        ])
+        .arg("--setting-file")
+        .arg(format!(
+            "tokenizer={}",
+            model_file("all-MiniLM-L6-v2", "tokenizer.json").display()
+        ))
+        .arg("--json")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["passed"], true);
+    assert_eq!(report["checks"].as_array().unwrap().len(), 10);
+}
+
+#[test]
+fn components_test_names_each_broken_promise_and_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let hostile = format!(
+        "[components.wrong-count]\npath = \"{}\"\nsettings = {{ attack = \"wrong-count\" }}\n",
+        wasm("nboost_hostile").display()
+    );
+    let out = nboost()
+        .arg("--manifest")
+        .arg(manifest_file(dir.path(), &hostile))
+        .args(["components", "test", "wrong-count"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("FAIL an empty passage list gives an empty list: guest fault"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("pass an unknown setting"), "{stdout}");
+    assert!(stdout.contains("3 of 10 checks passed"), "{stdout}");
+
+    // A file that is not a component: a clear error, exit 1, no panic.
+    let junk = dir.path().join("junk.wasm");
+    std::fs::write(&junk, b"\0asm not really").unwrap();
+    let out = nboost()
+        .arg("--manifest")
+        .arg(manifest_file(dir.path(), ""))
+        .args(["components", "test"])
+        .arg(&junk)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.starts_with("error:"), "{stderr}");
 }

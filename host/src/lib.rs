@@ -12,6 +12,8 @@
 //! * `cli` (the binary), [`api`] (HTTP) and [`proxy`] (the
 //!   Elasticsearch/OpenSearch reranking proxy): front ends; parse, call the
 //!   service, render.
+//! * [`contract`]: the component contract suite (`nboost components
+//!   test`, and `tests/` on every component), over the service.
 //! * [`service`]: the one serving core — admission, catalog, warm pool,
 //!   ranking, uploads — for tenants and for the operator (the CLI's
 //!   [`Reranker`]).
@@ -30,6 +32,7 @@
 //!   first stage + reranker).
 
 pub mod api;
+pub mod contract;
 pub mod error;
 #[cfg(feature = "eval")]
 pub mod eval;

@@ -27,6 +27,35 @@ pub enum ComponentsCommand {
         /// The .wasm file.
         file: PathBuf,
     },
+    /// Run the contract suite (wit/reranker.wit's promises) on a component
+    /// file, or a manifest component, before it is uploaded: one line per
+    /// check; exit 1 when any fails.
+    Test {
+        /// A .wasm file, or the name of a manifest component.
+        #[arg(value_name = "FILE.wasm|NAME")]
+        component: String,
+        /// A setting for `configure`, `KEY=VALUE` (repeatable; a file's
+        /// own settings).
+        #[arg(long = "setting", value_parser = key_value)]
+        settings: Vec<(String, String)>,
+        /// A setting whose value is a file's text, `KEY=PATH` (e.g.
+        /// `tokenizer=models/all-MiniLM-L6-v2/tokenizer.json`).
+        #[arg(long = "setting-file", value_parser = key_value)]
+        setting_files: Vec<(String, String)>,
+        /// A graph of the manifest the component may load (repeatable).
+        #[arg(long = "graph")]
+        graphs: Vec<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn key_value(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .filter(|(k, _)| !k.is_empty())
+        .ok_or_else(|| format!("expected KEY=VALUE, not `{s}`"))
 }
 
 impl ComponentsCommand {
@@ -84,6 +113,13 @@ impl ComponentsCommand {
                 );
                 Ok(())
             }
+            Self::Test {
+                component,
+                settings,
+                setting_files,
+                graphs,
+                json,
+            } => test(global, &component, settings, setting_files, graphs, json),
             Self::Check { file } => {
                 let mut config = global.config(&nboost::registry::Manifest::default());
                 config.compiler = Some(global.isolated_compiler()?);
@@ -108,4 +144,91 @@ impl ComponentsCommand {
             }
         }
     }
+}
+
+/// The name a file under test gets in the in-memory manifest.
+const UNDER_TEST: &str = "under-test";
+
+fn test(
+    global: &GlobalArgs,
+    target: &str,
+    settings: Vec<(String, String)>,
+    setting_files: Vec<(String, String)>,
+    graphs: Vec<String>,
+    json: bool,
+) -> Result<(), CliError> {
+    let mut manifest = global.manifest()?;
+    let mut config = global.config(&manifest);
+    let is_file = target.ends_with(".wasm") || std::path::Path::new(target).is_file();
+    let name = if is_file {
+        for g in &graphs {
+            if !manifest.graphs.iter().any(|s| &s.name == g) {
+                return Err(
+                    anyhow::anyhow!("--graph {g}: the manifest declares no such graph").into(),
+                );
+            }
+        }
+        let path =
+            std::fs::canonicalize(target).with_context(|| format!("cannot read {target}"))?;
+        manifest.components.insert(
+            UNDER_TEST.into(),
+            nboost::registry::ComponentEntry {
+                name: UNDER_TEST.into(),
+                path,
+                sha256: None,
+                description: None,
+                graphs,
+                settings,
+                setting_files: setting_files
+                    .into_iter()
+                    .map(|(k, v)| (k, PathBuf::from(v)))
+                    .collect(),
+                limits: Default::default(),
+                fusion: None,
+            },
+        );
+        // A file from outside the manifest: compiled like an upload.
+        config.compiler = Some(global.isolated_compiler()?);
+        UNDER_TEST.to_string()
+    } else {
+        if !(settings.is_empty() && setting_files.is_empty() && graphs.is_empty()) {
+            return Err(anyhow::anyhow!(
+                "--setting, --setting-file and --graph are for a .wasm file; `{target}` is a \
+                 manifest component with its own"
+            )
+            .into());
+        }
+        target.to_string()
+    };
+    let checks = nboost::contract::run(&manifest, &name, &config)?;
+    let failed = checks.iter().filter(|c| !c.ok).count();
+    if json {
+        let out = serde_json::json!({"component": target, "passed": failed == 0, "checks": checks});
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&out).map_err(anyhow::Error::from)?
+        );
+    } else {
+        for c in &checks {
+            println!(
+                "{} {}: {}",
+                if c.ok { "pass" } else { "FAIL" },
+                c.name,
+                c.detail
+            );
+        }
+        println!(
+            "{}: {} of {} checks passed",
+            target,
+            checks.len() - failed,
+            checks.len()
+        );
+    }
+    if failed > 0 {
+        return Err(CliError {
+            err: anyhow::anyhow!("{failed} contract check(s) failed"),
+            code: 1,
+        });
+    }
+    Ok(())
 }
