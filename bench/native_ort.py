@@ -11,12 +11,18 @@ One call = tokenize the query and the passages of bench/rerank-100x100.json
 score each passage by cosine to the query and sort. After --warmup untimed
 calls, --iters calls are timed; the median is reported.
 
+The same script measures the int8 graph (--model
+models/all-MiniLM-L6-v2-int8/model.onnx, made by tools/quantize_model.py):
+ONNX Runtime reads its int8 ops natively, so the call is unchanged.
+
 Output: the top-5 passages, then one JSON line:
-    {"passages_per_s": ..., "ms_per_call": ..., "threads": 2, "batch": ..., ...}
+    {"label": ..., "model": ..., "passages_per_s": ..., "ms_per_call": ..., "threads": 2,
+     "batch": ..., ...}
 
 Usage:
     python bench/native_ort.py [--model models/all-MiniLM-L6-v2/model.onnx]
         [--input bench/rerank-100x100.json] [--threads 2] [--batch 16] [--iters 5]
+        [--label native-fp32]
 """
 
 from __future__ import annotations
@@ -88,6 +94,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=DEFAULT_BATCH, help="texts per ORT run")
     parser.add_argument("--iters", type=int, default=5, help="timed calls")
     parser.add_argument("--warmup", type=int, default=1, help="untimed calls first")
+    parser.add_argument("--label", default=None, help="name of this system in the JSON line")
     args = parser.parse_args()
 
     bench = json.loads(args.input.read_text(encoding="utf-8"))
@@ -108,6 +115,8 @@ def main() -> None:
     for rank, i in enumerate(order[:5], 1):
         print(f"  {rank}. #{i:<3d} {scores[i]:.4f}  {passages[i][:70]!r}")
     print(json.dumps({
+        "label": args.label or f"native {args.model.parent.name}",
+        "model": str(args.model.relative_to(ROOT) if args.model.is_relative_to(ROOT) else args.model),
         "passages_per_s": round(len(passages) / median, 1),
         "ms_per_call": round(median * 1e3, 1),
         "ms_min": round(min(times) * 1e3, 1),

@@ -3,31 +3,58 @@
 # ~100 tokens (bench/rerank-100x100.json), all-MiniLM-L6-v2, end to end
 # (tokenization included), THREADS threads (default 2).
 #
-#   native  : Python tokenizers + ONNX Runtime, no sandbox (bench/native_ort.py)
-#   nboost  : the minilm WebAssembly component (tokenizer in wasm) with the
-#             graph on the host through wasi-nn, for each back-end
+#   native fp32 : Python tokenizers + ONNX Runtime, no sandbox (bench/native_ort.py),
+#                 the fp32 graph: the baseline every ratio is taken against
+#   native int8 : the same, the int8 graph (models/all-MiniLM-L6-v2-int8)
+#   nboost      : the minilm WebAssembly component (tokenizer in wasm) with the
+#                 graph on the host through wasi-nn, for each back-end, as
+#                 `minilm` (fp32 graph) and `minilm-int8` (int8 graph)
 #
-# Prints one JSON line per system, then each nboost back-end's ratio to
-# native ONNX Runtime. Run through `./just bench` (sets library paths).
+# A back-end that cannot run a graph (the int8 graph uses ONNX Runtime's
+# com.microsoft ops) is reported with its error instead of a figure.
+# Prints one JSON line per system, then each one's ratio to native fp32 ONNX
+# Runtime. Run through `./just bench` (sets library paths, builds release);
+# NBOOST=path/to/nboost bash bench/run.sh runs an existing binary.
+# BACKENDS (default "ort tract openvino") and COMPONENTS (default
+# "minilm minilm-int8") narrow the run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 threads=${THREADS:-2}
 iters=${ITERS:-7}
 nboost=${NBOOST:-target/release/nboost}
+backends=${BACKENDS:-ort tract openvino}
+components=${COMPONENTS:-minilm minilm-int8}
+int8_dir=models/all-MiniLM-L6-v2-int8
 out=target/bench
 mkdir -p $out
+rm -f $out/*.json
 
-.venv/bin/python bench/native_ort.py --threads "$threads" --iters "$iters" | tail -n1 | tee $out/native.json
-for backend in ort tract openvino; do
-  "$nboost" --backend $backend --threads "$threads" bench -c minilm --iters "$iters" | tee $out/$backend.json
+echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
+.venv/bin/python bench/native_ort.py --threads "$threads" --iters "$iters" --label native-fp32 \
+  | tail -n1 | tee $out/native-fp32.json
+if [ -f $int8_dir/model.onnx ]; then
+  .venv/bin/python bench/native_ort.py --threads "$threads" --iters "$iters" --label native-int8 \
+    --model $int8_dir/model.onnx | tail -n1 | tee $out/native-int8.json
+fi
+for backend in $backends; do
+  for comp in $components; do
+    if ! "$nboost" --backend $backend --threads "$threads" bench -c $comp --iters "$iters" \
+        > $out/$backend-$comp.json 2> $out/$backend-$comp.err; then
+      .venv/bin/python -c 'import json,sys; print(json.dumps({"backend": sys.argv[1], "component": sys.argv[2], "error": open(sys.argv[3]).read().strip()}))' \
+        $backend $comp $out/$backend-$comp.err > $out/$backend-$comp.json
+    fi
+    cat $out/$backend-$comp.json
+  done
 done
 # Cold start: a new process, the cached compiled component, the graph loaded
 # from scratch, one query x one passage answered; median of 5 runs.
-.venv/bin/python - "$nboost" "$out" <<'PY'
+.venv/bin/python - "$nboost" "$out" "$backends" "$components" <<'PY'
 import json, statistics, subprocess, sys, time, pathlib
-nboost, out = sys.argv[1], pathlib.Path(sys.argv[2])
-for b in ["ort", "tract", "openvino"]:
-    for comp in ["minilm", "lexical"] if b == "ort" else ["minilm"]:
+nboost, out, backends, components = sys.argv[1], pathlib.Path(sys.argv[2]), sys.argv[3].split(), sys.argv[4].split()
+for b in backends:
+    for comp in components + (["lexical"] if b == "ort" else []):
+        if "error" in json.loads((out / f"{b}-{comp}.json").read_text() if comp != "lexical" else "{}"):
+            continue
         walls = []
         for _ in range(5):
             t = time.perf_counter()
@@ -37,16 +64,27 @@ for b in ["ort", "tract", "openvino"]:
             walls.append((time.perf_counter() - t) * 1e3)
         (out / f"cold-{b}-{comp}.json").write_text(json.dumps({"median_ms": statistics.median(walls)}))
 PY
-.venv/bin/python - "$out" <<'PY'
-import json, sys, pathlib
-out = pathlib.Path(sys.argv[1])
-native = json.loads((out / "native.json").read_text())["passages_per_s"]
-print(f"native ONNX Runtime: {native:.1f} passages/s")
-for b in ["ort", "tract", "openvino"]:
-    r = json.loads((out / f"{b}.json").read_text())
-    cold = json.loads((out / f"cold-{b}-minilm.json").read_text())["median_ms"]
-    print(f"nboost {b:9s}: {r['passages_per_s']:.1f} passages/s = {r['passages_per_s']/native:.3f} x native; "
-          f"cold start to first answer (new process, 1 passage) {cold:.0f} ms")
-cold = json.loads((out / "cold-ort-lexical.json").read_text())["median_ms"]
-print(f"nboost lexical  : cold start to first answer (new process, 1 passage) {cold:.0f} ms")
+.venv/bin/python - "$out" "$backends" "$components" <<'PY'
+import json, os, sys, pathlib
+out, backends, components = pathlib.Path(sys.argv[1]), sys.argv[2].split(), sys.argv[3].split()
+native = json.loads((out / "native-fp32.json").read_text())["passages_per_s"]
+print(f"native ONNX Runtime fp32: {native:.1f} passages/s = 1.000 x native fp32")
+if (out / "native-int8.json").exists():
+    n8 = json.loads((out / "native-int8.json").read_text())["passages_per_s"]
+    print(f"native ONNX Runtime int8: {n8:.1f} passages/s = {n8 / native:.3f} x native fp32")
+for b in backends:
+    for comp in components:
+        r = json.loads((out / f"{b}-{comp}.json").read_text())
+        name = f"nboost {b:8s} {comp:11s}"
+        if "error" in r:
+            lines = [l.strip() for l in r["error"].splitlines() if l.strip()] or ["?"]
+            print(f"{name}: error: {next((l for l in lines if 'No conversion rule' in l), lines[0])}")
+            continue
+        cold = json.loads((out / f"cold-{b}-{comp}.json").read_text())["median_ms"]
+        print(f"{name}: {r['passages_per_s']:.1f} passages/s = {r['passages_per_s'] / native:.3f} x "
+              f"native fp32; cold start to first answer (new process, 1 passage) {cold:.0f} ms")
+if (out / "cold-ort-lexical.json").exists():
+    cold = json.loads((out / "cold-ort-lexical.json").read_text())["median_ms"]
+    print(f"nboost lexical: cold start to first answer (new process, 1 passage) {cold:.0f} ms")
+print(f"load after: {' '.join(f'{x:.2f}' for x in os.getloadavg())} (2 cores: above ~2.5 the figures are noisy)")
 PY
