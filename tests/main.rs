@@ -18,5 +18,6 @@ mod proxy_page;
 mod registry;
 mod requests;
 mod sandbox;
+mod scaffold;
 mod server;
 mod uploads;

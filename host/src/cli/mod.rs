@@ -5,6 +5,7 @@
 mod components;
 #[cfg(feature = "eval")]
 mod eval;
+mod new;
 mod proxy;
 mod rerank;
 mod serve;
@@ -168,6 +169,10 @@ enum Command {
     /// Rerank the search hits of an Elasticsearch/OpenSearch node: a
     /// proxy between a search client and the engine.
     Proxy(proxy::ProxyCommand),
+    /// Scaffold a new plugin (a component that builds and passes
+    /// `nboost components test` as generated).
+    #[command(subcommand)]
+    New(new::NewCommand),
     /// Add tenants, rotate their keys, set their quotas.
     #[command(subcommand)]
     Tenants(tenants::TenantsCommand),
@@ -232,6 +237,7 @@ impl Cli {
             Command::Bench(c) => c.run(&self.global),
             Command::Serve(c) => c.run(&self.global),
             Command::Proxy(c) => c.run(&self.global),
+            Command::New(c) => c.run(),
             Command::Tenants(c) => c.run(),
         }
     }
@@ -281,6 +287,10 @@ impl GlobalArgs {
     }
 
     /// Load the manifest.
+    fn manifest_exists(&self) -> bool {
+        self.manifest.is_file()
+    }
+
     fn manifest(&self) -> Result<Manifest, CliError> {
         Ok(Manifest::load(&self.manifest)?)
     }

@@ -1,0 +1,129 @@
+//! `nboost new component`: the scaffold builds for wasm32-wasip2 as
+//! generated, passes its own unit tests and the contract suite, and its
+//! manifest snippet serves it.
+
+use std::process::Command;
+
+use crate::common::repo;
+use crate::server::nboost;
+
+fn cargo(dir: &std::path::Path, args: &[&str]) {
+    let out = Command::new(env!("CARGO"))
+        .args(args)
+        .current_dir(dir)
+        // Shared between runs: the first builds wit-bindgen once.
+        .env("CARGO_TARGET_DIR", repo().join("target/scaffold"))
+        .env_remove("CARGO_BUILD_TARGET")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "cargo {args:?}:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_scaffolded_component_builds_and_keeps_the_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = nboost()
+        .args(["new", "component", "word-overlap", "--dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let root = dir.path().join("word-overlap");
+    assert!(root.join("wit/reranker.wit").is_file());
+    assert_eq!(
+        std::fs::read_to_string(root.join("wit/reranker.wit")).unwrap(),
+        std::fs::read_to_string(repo().join("wit/reranker.wit")).unwrap(),
+        "the vendored contract is this host's"
+    );
+
+    cargo(&root, &["test", "--quiet"]);
+    cargo(
+        &root,
+        &["build", "--release", "--target", "wasm32-wasip2", "--quiet"],
+    );
+    let wasm =
+        repo().join("target/scaffold/wasm32-wasip2/release/nboost_reranker_word_overlap.wasm");
+
+    let out = nboost()
+        .args(["components", "test"])
+        .arg(&wasm)
+        .args(["--setting", "lowercase=true"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("10 of 10 checks passed"), "{stdout}");
+
+    // The snippet, pointed at the built file, serves it.
+    let snippet = std::fs::read_to_string(root.join("manifest-snippet.toml"))
+        .unwrap()
+        .replace(
+            &format!("{}/target", std::fs::canonicalize(&root).unwrap().display()),
+            &repo().join("target/scaffold").display().to_string(),
+        );
+    let manifest = dir.path().join("nboost.toml");
+    std::fs::write(&manifest, snippet).unwrap();
+    let out = nboost()
+        .arg("--manifest")
+        .arg(&manifest)
+        .args(["rerank", "-c", "word-overlap", "-q", "wing lift", "--json"])
+        .args(["--passage", "bread", "--passage", "the lift of a wing"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v[0]["index"], 1, "{v}");
+    assert_eq!(v[0]["score"], 1.0, "{v}");
+}
+
+#[test]
+fn bad_names_and_occupied_directories_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["Bad", "has space", "x--y", "a_b"] {
+        let out = nboost()
+            .args(["new", "component", name, "--dir"])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{name}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains(name));
+    }
+    std::fs::create_dir_all(dir.path().join("taken")).unwrap();
+    std::fs::write(dir.path().join("taken/keep.txt"), "mine").unwrap();
+    let out = nboost()
+        .args(["new", "component", "taken", "--dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not empty"));
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("taken/keep.txt")).unwrap(),
+        "mine"
+    );
+    let lang = nboost()
+        .args(["new", "component", "x", "--lang", "cobol"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        lang.status.code(),
+        Some(2),
+        "clap refuses an unknown language"
+    );
+}
