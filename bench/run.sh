@@ -26,6 +26,9 @@ backends=${BACKENDS:-ort tract openvino}
 components=${COMPONENTS:-minilm minilm-int8}
 int8_dir=models/all-MiniLM-L6-v2-int8
 out=target/bench
+# A benchmark, not a latency test: on a busy 2-core machine a 100-passage call
+# can pass the host's default 10 s deadline.
+export NBOOST_DEADLINE_MS=${NBOOST_DEADLINE_MS:-120000}
 mkdir -p $out
 rm -f $out/*.json
 
@@ -78,7 +81,8 @@ for b in backends:
         name = f"nboost {b:8s} {comp:11s}"
         if "error" in r:
             lines = [l.strip() for l in r["error"].splitlines() if l.strip()] or ["?"]
-            print(f"{name}: error: {next((l for l in lines if 'No conversion rule' in l), lines[0])}")
+            pick = [l for l in lines if "No conversion rule" in l] + [l for l in lines if l.startswith("error:")]
+            print(f"{name}: {(pick or lines)[0]}")
             continue
         cold = json.loads((out / f"cold-{b}-{comp}.json").read_text())["median_ms"]
         print(f"{name}: {r['passages_per_s']:.1f} passages/s = {r['passages_per_s'] / native:.3f} x "
