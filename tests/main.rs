@@ -2,6 +2,7 @@
 //! the real host with the real components built from `components/` (run
 //! `just components` and `just model` first; `just test` does).
 
+mod bundle;
 mod cli;
 mod clients;
 mod common;

@@ -17,6 +17,8 @@
 //! * [`service`]: the one serving core — admission, catalog, warm pool,
 //!   ranking, uploads — for tenants and for the operator (the CLI's
 //!   [`Reranker`]).
+//! * [`bundle`]: signed bundles (component, settings, files, graphs in
+//!   one verified file) that become a manifest for edge nodes.
 //! * [`registry`]: the manifest and the load path of a component: read,
 //!   validate, compile (through the artifact cache, untrusted files in a
 //!   limited subprocess), link. Loads only what is asked for.
@@ -32,6 +34,7 @@
 //!   first stage + reranker).
 
 pub mod api;
+pub mod bundle;
 pub mod contract;
 pub mod error;
 #[cfg(feature = "eval")]

@@ -161,7 +161,16 @@ fn test(
     // A file with no graphs needs no manifest: a plugin author's checkout
     // may have none.
     let mut manifest = if is_file && graphs.is_empty() && !global.manifest_exists() {
-        nboost::registry::Manifest::default()
+        // Relative paths (and the compile cache) beside the file.
+        let dir = std::path::Path::new(target)
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(std::path::Path::new("."))
+            .to_path_buf();
+        nboost::registry::Manifest {
+            dir,
+            ..Default::default()
+        }
     } else {
         global.manifest()?
     };

@@ -2,6 +2,7 @@
 //! [`GlobalArgs`]. Only this layer reads flags, environment and input files;
 //! everything below works on typed values.
 
+mod bundle;
 mod components;
 #[cfg(feature = "eval")]
 mod eval;
@@ -169,6 +170,12 @@ enum Command {
     /// Rerank the search hits of an Elasticsearch/OpenSearch node: a
     /// proxy between a search client and the engine.
     Proxy(proxy::ProxyCommand),
+    /// Signing keys for bundles.
+    #[command(subcommand)]
+    Keys(bundle::KeysCommand),
+    /// Signed bundles for edge nodes: build, sign, verify, inspect.
+    #[command(subcommand)]
+    Bundle(bundle::BundleCommand),
     /// Scaffold a new plugin (a component that builds and passes
     /// `nboost components test` as generated).
     #[command(subcommand)]
@@ -237,6 +244,8 @@ impl Cli {
             Command::Bench(c) => c.run(&self.global),
             Command::Serve(c) => c.run(&self.global),
             Command::Proxy(c) => c.run(&self.global),
+            Command::Keys(c) => c.run(),
+            Command::Bundle(c) => c.run(&self.global),
             Command::New(c) => c.run(),
             Command::Tenants(c) => c.run(),
         }

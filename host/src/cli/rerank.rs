@@ -14,8 +14,15 @@ use super::{CliError, GlobalArgs};
 #[derive(Debug, Args)]
 pub struct RerankCommand {
     /// Component name (from the manifest).
-    #[arg(long, short)]
-    component: String,
+    #[arg(long, short, required_unless_present = "bundle")]
+    component: Option<String>,
+    /// Rerank with a signed bundle (its component) instead of the
+    /// manifest; needs `--trusted-key`.
+    #[arg(long, requires = "trusted_key")]
+    bundle: Option<PathBuf>,
+    /// A public key whose bundles are accepted (repeatable).
+    #[arg(long)]
+    trusted_key: Vec<PathBuf>,
     /// The query.
     #[arg(long, short)]
     query: String,
@@ -106,8 +113,40 @@ impl RerankCommand {
                 code: 2,
             });
         }
-        let reranker = global.reranker()?;
-        let out = reranker.rerank(&self.component, &self.query, &passages, self.top_n)?;
+        // A bundle is verified and unpacked first; its temporary directory
+        // lives until the answer is printed.
+        let (reranker, component, _unpacked) = match &self.bundle {
+            Some(file) => {
+                let (opened, dir) = super::bundle::open_verified(file, &self.trusted_key)?;
+                let manifest = opened.host_manifest();
+                let mut config = global.config(&manifest);
+                // Compiled code is cached beside the bundle (keyed by digest
+                // and engine), not in the throwaway unpacking directory.
+                if config
+                    .cache_dir
+                    .as_deref()
+                    .is_some_and(|d| d.starts_with(&manifest.dir))
+                {
+                    let beside = file.parent().unwrap_or(std::path::Path::new("."));
+                    config.cache_dir = Some(beside.join(".nboost-cache"));
+                }
+                let name = opened.manifest.name.clone();
+                if self.component.as_ref().is_some_and(|c| c != &name) {
+                    return Err(anyhow::anyhow!(
+                        "the bundle holds `{name}`, not `{}`",
+                        self.component.as_deref().unwrap_or_default()
+                    )
+                    .into());
+                }
+                (nboost::Reranker::new(manifest, config)?, name, Some(dir))
+            }
+            None => (
+                global.reranker()?,
+                self.component.clone().unwrap_or_default(),
+                None,
+            ),
+        };
+        let out = reranker.rerank(&component, &self.query, &passages, self.top_n)?;
         let rows = out.ranking.iter().map(
             |r| serde_json::json!({"index": r.index, "score": r.score, "text": passages[r.index]}),
         );

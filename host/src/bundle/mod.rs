@@ -1,0 +1,530 @@
+//! Signed bundles: one file that carries a component, its settings, its
+//! setting files (a tokenizer) and the graphs it uses, for edge nodes that
+//! must run only what the operator approved.
+//!
+//! A bundle is a tar archive:
+//!
+//! * `bundle.toml` — the [`BundleManifest`]: name, version, the WIT
+//!   interface the component exports, optional expiry, and every part with
+//!   its size and sha256;
+//! * the parts (`component.wasm`, `graphs/NAME.onnx`, `files/KEY`);
+//! * `bundle.sig` — an ed25519 signature over the exact bytes of
+//!   `bundle.toml` (which pins every part by digest), with the signer's
+//!   key id.
+//!
+//! [`open`] verifies before anything is kept: the signature against the
+//! trusted keys, the expiry, the revocation list, then each part's size and
+//! digest as it is read, with no part missing, repeated or unlisted. Parts
+//! are written into a staging directory that is renamed into place only
+//! when everything checked, so a refused bundle leaves nothing behind.
+
+mod keys;
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use ed25519_dalek::{Signature, Signer, Verifier};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+pub use keys::{key_id, read_public, read_secret, write_keypair};
+
+use crate::nn::GraphSpec;
+use crate::registry::{ComponentEntry, Manifest};
+
+/// The bundle format this host writes and reads.
+pub const FORMAT: u32 = 1;
+
+const MANIFEST: &str = "bundle.toml";
+const SIGNATURE: &str = "bundle.sig";
+
+/// Why a bundle was refused; every message names the part.
+#[derive(Debug, thiserror::Error)]
+pub enum BundleError {
+    /// Not a readable bundle.
+    #[error("{0}")]
+    Malformed(String),
+    /// No `bundle.sig`.
+    #[error("the bundle is not signed")]
+    Unsigned,
+    /// A signature by a key not trusted here, or one that does not verify.
+    #[error("bad signature: {0}")]
+    BadSignature(String),
+    /// A part whose bytes are not the ones signed.
+    #[error("part `{part}` was altered: {reason}")]
+    Tampered {
+        /// The part.
+        part: String,
+        /// Size or digest mismatch.
+        reason: String,
+    },
+    /// Past its `expires`.
+    #[error("the bundle expired at {0} (unix seconds)")]
+    Expired(u64),
+    /// On the revocation list.
+    #[error("the bundle {0} is revoked")]
+    Revoked(String),
+    /// Reading or writing files.
+    #[error("{0}")]
+    Io(String),
+}
+
+fn io(what: impl std::fmt::Display, e: std::io::Error) -> BundleError {
+    BundleError::Io(format!("{what}: {e}"))
+}
+
+/// `bundle.toml`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BundleManifest {
+    /// [`FORMAT`].
+    pub format: u32,
+    /// The component's name.
+    pub name: String,
+    /// The bundle's version (the operator's).
+    pub version: String,
+    /// The interface the component exports (`nboost:reranker/reranker@0.1.0`).
+    pub wit: String,
+    /// Unix seconds after which the bundle is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<u64>,
+    /// Literal settings for `configure`, in order.
+    #[serde(default)]
+    pub settings: Vec<(String, String)>,
+    /// Every file of the bundle but these two.
+    pub parts: Vec<Part>,
+}
+
+/// One file of a bundle.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Part {
+    /// Its path in the archive.
+    pub path: String,
+    /// What it is.
+    pub kind: PartKind,
+    /// Bytes.
+    pub size: u64,
+    /// Hex sha256.
+    pub sha256: String,
+}
+
+/// The role of a part.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum PartKind {
+    /// The component.
+    Component,
+    /// A graph it may load by `name`.
+    Graph {
+        /// The name it loads.
+        name: String,
+    },
+    /// A setting whose value is this file's text.
+    SettingFile {
+        /// The setting.
+        key: String,
+    },
+}
+
+/// `bundle.sig`.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SignatureFile {
+    key_id: String,
+    signature: String,
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// What goes into a bundle: a manifest component with everything it uses.
+pub fn build(
+    manifest: &Manifest,
+    component: &str,
+    version: &str,
+    expires: Option<u64>,
+    key: Option<&ed25519_dalek::SigningKey>,
+    out: &Path,
+) -> Result<BundleManifest, BundleError> {
+    let entry = manifest.components.get(component).ok_or_else(|| {
+        BundleError::Malformed(format!("the manifest has no component `{component}`"))
+    })?;
+    let wasm = std::fs::read(&entry.path).map_err(|e| io(entry.path.display(), e))?;
+    let report = crate::sandbox::validate_component(
+        &wasm,
+        crate::sandbox::validate::DEFAULT_MAX_COMPONENT_BYTES,
+    )
+    .map_err(|e| BundleError::Malformed(format!("{}: {e}", entry.path.display())))?;
+    let mut files: Vec<(Part, Vec<u8>)> = Vec::new();
+    let mut add = |path: String, kind: PartKind, bytes: Vec<u8>| {
+        let part = Part {
+            path,
+            kind,
+            size: bytes.len() as u64,
+            sha256: sha256(&bytes),
+        };
+        files.push((part, bytes));
+    };
+    add("component.wasm".into(), PartKind::Component, wasm);
+    for g in &entry.graphs {
+        let spec = manifest
+            .graphs
+            .iter()
+            .find(|s| &s.name == g)
+            .ok_or_else(|| BundleError::Malformed(format!("graph `{g}` is not declared")))?;
+        let bytes = std::fs::read(&spec.path).map_err(|e| io(spec.path.display(), e))?;
+        add(
+            format!("graphs/{g}.onnx"),
+            PartKind::Graph { name: g.clone() },
+            bytes,
+        );
+    }
+    for (k, path) in &entry.setting_files {
+        let bytes = std::fs::read(path).map_err(|e| io(path.display(), e))?;
+        add(
+            format!("files/{k}"),
+            PartKind::SettingFile { key: k.clone() },
+            bytes,
+        );
+    }
+    let bm = BundleManifest {
+        format: FORMAT,
+        name: component.to_string(),
+        version: version.to_string(),
+        wit: report.reranker_export.clone(),
+        expires,
+        settings: entry.settings.clone(),
+        parts: files.iter().map(|(p, _)| p.clone()).collect(),
+    };
+    let text = toml::to_string(&bm).map_err(|e| BundleError::Malformed(e.to_string()))?;
+    let sig = key.map(|k| sign_bytes(k, text.as_bytes()));
+    write_archive(out, text.as_bytes(), sig.as_deref(), &files)?;
+    Ok(bm)
+}
+
+fn sign_bytes(key: &ed25519_dalek::SigningKey, manifest: &[u8]) -> Vec<u8> {
+    let sig = SignatureFile {
+        key_id: key_id(&key.verifying_key()),
+        signature: hex::encode(key.sign(manifest).to_bytes()),
+    };
+    serde_json::to_vec(&sig).unwrap_or_default()
+}
+
+fn write_archive(
+    out: &Path,
+    manifest: &[u8],
+    sig: Option<&[u8]>,
+    parts: &[(Part, Vec<u8>)],
+) -> Result<(), BundleError> {
+    let tmp = out.with_extension("partial");
+    let file = std::fs::File::create(&tmp).map_err(|e| io(tmp.display(), e))?;
+    let mut tar = tar::Builder::new(std::io::BufWriter::new(file));
+    let mut append = |path: &str, bytes: &[u8]| -> Result<(), BundleError> {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(bytes.len() as u64);
+        h.set_mode(0o644);
+        h.set_mtime(0);
+        h.set_cksum();
+        tar.append_data(&mut h, path, bytes)
+            .map_err(|e| io(format!("writing {path}"), e))
+    };
+    append(MANIFEST, manifest)?;
+    if let Some(sig) = sig {
+        append(SIGNATURE, sig)?;
+    }
+    for (p, bytes) in parts {
+        append(&p.path, bytes)?;
+    }
+    tar.into_inner()
+        .and_then(|w| w.into_inner().map_err(|e| e.into_error()))
+        .and_then(|f| f.sync_all())
+        .map_err(|e| io(tmp.display(), e))?;
+    std::fs::rename(&tmp, out).map_err(|e| io(out.display(), e))
+}
+
+/// Sign (or re-sign) the bundle at `path` in place.
+pub fn sign(path: &Path, key: &ed25519_dalek::SigningKey) -> Result<BundleManifest, BundleError> {
+    let entries = read_entries(path)?;
+    let manifest = entries
+        .get(MANIFEST)
+        .ok_or_else(|| BundleError::Malformed(format!("no {MANIFEST}")))?;
+    let bm = parse_manifest(manifest)?;
+    let mut parts = Vec::new();
+    for p in &bm.parts {
+        let bytes = entries.get(&p.path).ok_or_else(|| BundleError::Tampered {
+            part: p.path.clone(),
+            reason: "missing".into(),
+        })?;
+        check_part(p, bytes)?;
+        parts.push((p.clone(), bytes.clone()));
+    }
+    let sig = sign_bytes(key, manifest);
+    write_archive(path, manifest, Some(&sig), &parts)?;
+    Ok(bm)
+}
+
+fn parse_manifest(bytes: &[u8]) -> Result<BundleManifest, BundleError> {
+    let text = std::str::from_utf8(bytes)
+        .map_err(|_| BundleError::Malformed(format!("{MANIFEST} is not UTF-8")))?;
+    let bm: BundleManifest =
+        toml::from_str(text).map_err(|e| BundleError::Malformed(format!("{MANIFEST}: {e}")))?;
+    if bm.format != FORMAT {
+        return Err(BundleError::Malformed(format!(
+            "bundle format {} (this host reads {FORMAT})",
+            bm.format
+        )));
+    }
+    Ok(bm)
+}
+
+fn check_part(p: &Part, bytes: &[u8]) -> Result<(), BundleError> {
+    if bytes.len() as u64 != p.size {
+        return Err(BundleError::Tampered {
+            part: p.path.clone(),
+            reason: format!("{} bytes, signed as {}", bytes.len(), p.size),
+        });
+    }
+    let got = sha256(bytes);
+    if got != p.sha256 {
+        return Err(BundleError::Tampered {
+            part: p.path.clone(),
+            reason: format!("sha256 {got}, signed as {}", p.sha256),
+        });
+    }
+    Ok(())
+}
+
+/// Every entry of the archive, in memory (for `sign` and `inspect`).
+fn read_entries(path: &Path) -> Result<BTreeMap<String, Vec<u8>>, BundleError> {
+    let file = std::fs::File::open(path).map_err(|e| io(path.display(), e))?;
+    let mut tar = tar::Archive::new(file);
+    let mut out = BTreeMap::new();
+    let entries = tar
+        .entries()
+        .map_err(|e| BundleError::Malformed(format!("not a bundle: {e}")))?;
+    for entry in entries {
+        let mut entry =
+            entry.map_err(|e| BundleError::Malformed(format!("truncated or corrupt: {e}")))?;
+        let name = entry
+            .path()
+            .map_err(|e| BundleError::Malformed(e.to_string()))?
+            .to_string_lossy()
+            .to_string();
+        let mut bytes = Vec::new();
+        entry
+            .read_to_end(&mut bytes)
+            .map_err(|e| BundleError::Malformed(format!("`{name}` is truncated: {e}")))?;
+        if out.insert(name.clone(), bytes).is_some() {
+            return Err(BundleError::Malformed(format!("`{name}` appears twice")));
+        }
+    }
+    Ok(out)
+}
+
+/// What a verified bundle holds, unpacked under `dir`.
+#[derive(Debug, Clone)]
+pub struct Opened {
+    /// `bundle.toml`.
+    pub manifest: BundleManifest,
+    /// The key that signed it.
+    pub key_id: String,
+    /// Where the parts are.
+    pub dir: PathBuf,
+}
+
+impl Opened {
+    /// A host manifest with this bundle's component (and its graphs) alone.
+    pub fn host_manifest(&self) -> Manifest {
+        let mut m = Manifest {
+            dir: self.dir.clone(),
+            ..Manifest::default()
+        };
+        let mut graphs = Vec::new();
+        let mut setting_files = Vec::new();
+        let mut component = PathBuf::new();
+        for p in &self.manifest.parts {
+            let path = self.dir.join(&p.path);
+            match &p.kind {
+                PartKind::Component => component = path,
+                PartKind::Graph { name } => {
+                    graphs.push(name.clone());
+                    m.graphs.push(GraphSpec {
+                        name: name.clone(),
+                        path,
+                        sha256: Some(format!("sha256:{}", p.sha256)),
+                    });
+                }
+                PartKind::SettingFile { key } => setting_files.push((key.clone(), path)),
+            }
+        }
+        let name = self.manifest.name.clone();
+        m.components.insert(
+            name.clone(),
+            ComponentEntry {
+                name,
+                path: component,
+                sha256: None,
+                description: Some(format!("bundle {}", self.manifest.version)),
+                graphs,
+                settings: self.manifest.settings.clone(),
+                setting_files,
+                limits: Default::default(),
+                fusion: None,
+            },
+        );
+        m
+    }
+}
+
+/// Checks [`open`] makes beyond the signature.
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    /// Now, unix seconds (for `expires`).
+    pub now: u64,
+    /// Revoked bundle digests (hex sha256 of `bundle.toml`) or key ids.
+    pub revoked: Vec<String>,
+}
+
+/// Verify the bundle at `path` against `trusted` keys and unpack it into
+/// `dest` (created; must not exist). Nothing is left at `dest` unless every
+/// check passed.
+pub fn open(
+    path: &Path,
+    trusted: &[ed25519_dalek::VerifyingKey],
+    policy: &Policy,
+    dest: &Path,
+) -> Result<Opened, BundleError> {
+    let file = std::fs::File::open(path).map_err(|e| io(path.display(), e))?;
+    let mut tar = tar::Archive::new(file);
+    let mut entries = tar
+        .entries()
+        .map_err(|e| BundleError::Malformed(format!("not a bundle: {e}")))?;
+    let mut next = |want: &str| -> Result<Option<(String, Vec<u8>)>, BundleError> {
+        let Some(entry) = entries.next() else {
+            return Ok(None);
+        };
+        let mut entry =
+            entry.map_err(|e| BundleError::Malformed(format!("truncated or corrupt: {e}")))?;
+        let name = entry
+            .path()
+            .map_err(|e| BundleError::Malformed(e.to_string()))?
+            .to_string_lossy()
+            .to_string();
+        let mut bytes = Vec::new();
+        entry
+            .read_to_end(&mut bytes)
+            .map_err(|e| BundleError::Tampered {
+                part: name.clone(),
+                reason: format!("truncated ({e}) while reading {want}"),
+            })?;
+        Ok(Some((name, bytes)))
+    };
+    let (name, manifest_bytes) =
+        next(MANIFEST)?.ok_or_else(|| BundleError::Malformed("an empty archive".into()))?;
+    if name != MANIFEST {
+        return Err(BundleError::Malformed(format!(
+            "the first entry is `{name}`, not {MANIFEST}"
+        )));
+    }
+    let Some((name, sig_bytes)) = next(SIGNATURE)? else {
+        return Err(BundleError::Unsigned);
+    };
+    if name != SIGNATURE {
+        return Err(BundleError::Unsigned);
+    }
+    let sig: SignatureFile = serde_json::from_slice(&sig_bytes)
+        .map_err(|e| BundleError::BadSignature(format!("{SIGNATURE}: {e}")))?;
+    let key = trusted
+        .iter()
+        .find(|k| key_id(k) == sig.key_id)
+        .ok_or_else(|| {
+            BundleError::BadSignature(format!(
+                "signed by key {}, which is not trusted here",
+                sig.key_id
+            ))
+        })?;
+    let raw: [u8; 64] = hex::decode(&sig.signature)
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| BundleError::BadSignature("not an ed25519 signature".into()))?;
+    key.verify(&manifest_bytes, &Signature::from_bytes(&raw))
+        .map_err(|_| BundleError::Tampered {
+            part: MANIFEST.into(),
+            reason: "its signature does not verify".into(),
+        })?;
+    let bm = parse_manifest(&manifest_bytes)?;
+    let digest = sha256(&manifest_bytes);
+    if policy
+        .revoked
+        .iter()
+        .any(|r| r == &digest || r == &sig.key_id)
+    {
+        return Err(BundleError::Revoked(digest));
+    }
+    if let Some(t) = bm.expires {
+        if policy.now >= t {
+            return Err(BundleError::Expired(t));
+        }
+    }
+
+    // Parts, in order, into a staging directory.
+    let staging = dest.with_extension("staging");
+    let _ = std::fs::remove_dir_all(&staging);
+    let result = (|| {
+        for p in &bm.parts {
+            if p.path.contains("..") || p.path.starts_with('/') {
+                return Err(BundleError::Malformed(format!("part path `{}`", p.path)));
+            }
+            let (name, bytes) = next(&p.path)?.ok_or_else(|| BundleError::Tampered {
+                part: p.path.clone(),
+                reason: "missing (the bundle is truncated)".into(),
+            })?;
+            if name != p.path {
+                return Err(BundleError::Tampered {
+                    part: p.path.clone(),
+                    reason: format!("expected here, found `{name}`"),
+                });
+            }
+            check_part(p, &bytes)?;
+            let target = staging.join(&p.path);
+            if let Some(parent) = target.parent() {
+                std::fs::create_dir_all(parent).map_err(|e| io(parent.display(), e))?;
+            }
+            std::fs::write(&target, &bytes).map_err(|e| io(target.display(), e))?;
+        }
+        if let Some((name, _)) = next("the end")? {
+            return Err(BundleError::Tampered {
+                part: name,
+                reason: "not listed in the signed manifest".into(),
+            });
+        }
+        std::fs::rename(&staging, dest).map_err(|e| io(dest.display(), e))
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_dir_all(&staging);
+    }
+    result?;
+    Ok(Opened {
+        manifest: bm,
+        key_id: sig.key_id,
+        dir: dest.to_path_buf(),
+    })
+}
+
+/// `bundle.toml` and the signer's key id (unchecked), for `inspect`.
+pub fn inspect(path: &Path) -> Result<(BundleManifest, Option<String>), BundleError> {
+    let entries = read_entries(path)?;
+    let bm = parse_manifest(
+        entries
+            .get(MANIFEST)
+            .ok_or_else(|| BundleError::Malformed(format!("no {MANIFEST}")))?,
+    )?;
+    let key = entries
+        .get(SIGNATURE)
+        .and_then(|s| serde_json::from_slice::<SignatureFile>(s).ok())
+        .map(|s| s.key_id);
+    Ok((bm, key))
+}

@@ -1,0 +1,219 @@
+//! `nboost keys generate`, `nboost bundle build | sign | verify | inspect`,
+//! and the verification `nboost rerank --bundle` shares.
+
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use clap::Subcommand;
+use nboost::bundle::{self, BundleError, Opened, Policy};
+
+use super::{CliError, GlobalArgs};
+
+impl From<BundleError> for CliError {
+    fn from(e: BundleError) -> Self {
+        let code = match e {
+            BundleError::Io(_) => 1,
+            _ => 3,
+        };
+        CliError {
+            err: anyhow::anyhow!("bundle refused: {e}"),
+            code,
+        }
+    }
+}
+
+/// Signing keys.
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Make an ed25519 key pair: BASE.key (secret, mode 0600) and BASE.pub.
+    Generate {
+        /// Path without extension.
+        base: PathBuf,
+    },
+}
+
+impl KeysCommand {
+    pub fn run(self) -> Result<(), CliError> {
+        let Self::Generate { base } = self;
+        let (secret, public) = bundle::write_keypair(&base)?;
+        let id = bundle::key_id(&bundle::read_public(&public)?);
+        println!(
+            "secret key {} (keep it off edge nodes)\npublic key {} (id {id})",
+            secret.display(),
+            public.display()
+        );
+        Ok(())
+    }
+}
+
+/// Signed bundles for edge nodes.
+#[derive(Debug, Subcommand)]
+pub enum BundleCommand {
+    /// Pack a manifest component with its settings, setting files and
+    /// graphs into one file (signed when `--key` is given).
+    Build {
+        /// The manifest component.
+        #[arg(long, short)]
+        component: String,
+        /// The bundle file to write.
+        #[arg(long, short)]
+        out: PathBuf,
+        /// The bundle's version.
+        #[arg(long, default_value = "0.1.0")]
+        version: String,
+        /// Refused after this many days.
+        #[arg(long)]
+        expires_in_days: Option<u64>,
+        /// Sign with this secret key.
+        #[arg(long)]
+        key: Option<PathBuf>,
+    },
+    /// Sign a bundle in place.
+    Sign {
+        /// The bundle.
+        file: PathBuf,
+        /// The secret key.
+        #[arg(long)]
+        key: PathBuf,
+    },
+    /// Check a bundle as an edge node would (exit 3 when refused).
+    Verify {
+        /// The bundle.
+        file: PathBuf,
+        /// A trusted public key (repeatable).
+        #[arg(long, required = true)]
+        trusted_key: Vec<PathBuf>,
+        /// A file of revoked bundle digests or key ids, one per line.
+        #[arg(long)]
+        revoked: Option<PathBuf>,
+    },
+    /// Print `bundle.toml` and the signer's key id (verifies nothing).
+    Inspect {
+        /// The bundle.
+        file: PathBuf,
+    },
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn policy(revoked: Option<&Path>) -> Result<Policy, CliError> {
+    let revoked = match revoked {
+        Some(p) => std::fs::read_to_string(p)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(str::to_string)
+            .collect(),
+        None => Vec::new(),
+    };
+    Ok(Policy {
+        now: now(),
+        revoked,
+    })
+}
+
+/// Verify `file` against `keys` and unpack it into a temporary directory
+/// (removed when the returned guard drops).
+pub fn open_verified(
+    file: &Path,
+    keys: &[PathBuf],
+) -> Result<(Opened, tempfile::TempDir), CliError> {
+    let trusted = keys
+        .iter()
+        .map(|k| bundle::read_public(k))
+        .collect::<Result<Vec<_>, _>>()?;
+    let dir = tempfile::tempdir().map_err(|e| anyhow::anyhow!("no temporary directory: {e}"))?;
+    let opened = bundle::open(file, &trusted, &policy(None)?, &dir.path().join("bundle"))?;
+    Ok((opened, dir))
+}
+
+impl BundleCommand {
+    pub fn run(self, global: &GlobalArgs) -> Result<(), CliError> {
+        match self {
+            Self::Build {
+                component,
+                out,
+                version,
+                expires_in_days,
+                key,
+            } => {
+                let manifest = global.manifest()?;
+                let key = key.as_deref().map(bundle::read_secret).transpose()?;
+                let expires = expires_in_days.map(|d| now() + d * 86_400);
+                let bm =
+                    bundle::build(&manifest, &component, &version, expires, key.as_ref(), &out)?;
+                let bytes: u64 = bm.parts.iter().map(|p| p.size).sum();
+                println!(
+                    "{}: `{}` {} ({}, {} parts, {bytes} bytes){}",
+                    out.display(),
+                    bm.name,
+                    bm.version,
+                    bm.wit,
+                    bm.parts.len(),
+                    if key.is_some() {
+                        ", signed"
+                    } else {
+                        ", unsigned"
+                    }
+                );
+                Ok(())
+            }
+            Self::Sign { file, key } => {
+                let key = bundle::read_secret(&key)?;
+                let bm = bundle::sign(&file, &key)?;
+                println!(
+                    "{}: `{}` {} signed by key {}",
+                    file.display(),
+                    bm.name,
+                    bm.version,
+                    bundle::key_id(&key.verifying_key())
+                );
+                Ok(())
+            }
+            Self::Verify {
+                file,
+                trusted_key,
+                revoked,
+            } => {
+                let trusted = trusted_key
+                    .iter()
+                    .map(|k| bundle::read_public(k))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let dir = tempfile::tempdir()
+                    .map_err(|e| anyhow::anyhow!("no temporary directory: {e}"))?;
+                let opened = bundle::open(
+                    &file,
+                    &trusted,
+                    &policy(revoked.as_deref())?,
+                    &dir.path().join("bundle"),
+                )?;
+                println!(
+                    "ok: `{}` {} signed by key {}, {} parts verified",
+                    opened.manifest.name,
+                    opened.manifest.version,
+                    opened.key_id,
+                    opened.manifest.parts.len()
+                );
+                Ok(())
+            }
+            Self::Inspect { file } => {
+                let (bm, key) = bundle::inspect(&file)?;
+                let out = serde_json::json!({"manifest": bm, "signed_by": key});
+                let text = serde_json::to_string_pretty(&out).map_err(anyhow::Error::from)?;
+                // A closed pipe (`| head`) is the reader's choice, not an error.
+                use std::io::Write;
+                match writeln!(std::io::stdout().lock(), "{text}") {
+                    Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                        Err(anyhow::Error::from(e).into())
+                    }
+                    _ => Ok(()),
+                }
+            }
+        }
+    }
+}
