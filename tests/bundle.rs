@@ -283,3 +283,67 @@ fn a_refused_bundle_leaves_nothing_behind() {
     let opened = nboost::bundle::open(&f.path("ce.nbb"), &[key], &policy, &dest).unwrap();
     assert!(opened.dir.join("component.wasm").is_file());
 }
+
+#[test]
+fn an_edge_node_serves_only_trusted_bundles_and_refuses_uploads() {
+    let f = Fixture::new();
+    f.ok(&["keys", "generate", "op"]);
+    f.ok(&["keys", "generate", "stranger"]);
+    let bundles = f.path("bundles");
+    std::fs::create_dir_all(&bundles).unwrap();
+    f.ok(&[
+        "bundle",
+        "build",
+        "-c",
+        "cross-encoder",
+        "-o",
+        "bundles/ce.nbb",
+        "--key",
+        "op.key",
+    ]);
+    f.ok(&[
+        "bundle",
+        "build",
+        "-c",
+        "lexical",
+        "-o",
+        "bundles/lexical.nbb",
+        "--key",
+        "stranger.key",
+    ]);
+    let key = crate::server::add_tenant(&f.path("data"), "acme", &[]);
+    let s = crate::server::Server::start(
+        f.dir.path(),
+        &[
+            "--edge",
+            "--bundles",
+            bundles.to_str().unwrap(),
+            "--trusted-key",
+            f.path("op.pub").to_str().unwrap(),
+        ],
+    );
+    let body = serde_json::json!({"model": "cross-encoder", "query": "wing lift",
+                                  "documents": ["bread", "the lift of a wing"]});
+    let r = s.post(&key, "/v1/rerank", &body);
+    assert_eq!(r.status(), 200, "{}", s.log_text());
+    // The stranger's bundle was refused (and said so); the manifest's
+    // components are not served on an edge node.
+    for model in ["lexical", "minilm"] {
+        let r = s.post(
+            &key,
+            "/v1/rerank",
+            &serde_json::json!({"model": model, "query": "q", "documents": ["d"]}),
+        );
+        assert_eq!(r.status(), 404, "{model}");
+    }
+    assert!(
+        s.log_text().contains("lexical.nbb") && s.log_text().contains("not trusted"),
+        "{}",
+        s.log_text()
+    );
+    let wasm = std::fs::read(crate::common::wasm("nboost_reranker_lexical")).unwrap();
+    let r = s.put_component(&key, "mine", wasm, serde_json::json!({}));
+    assert_eq!(r.status(), 403);
+    let r = s.delete(&key, "/v1/components/cross-encoder");
+    assert_eq!(r.status(), 403);
+}

@@ -64,6 +64,9 @@ pub struct ServerConfig {
     /// The component a request without `model` uses (TEI has no model
     /// field). None: such requests get 422.
     pub default_model: Option<String>,
+    /// An edge node: it serves the signed bundles it started with, and
+    /// refuses every upload and delete (`403`).
+    pub read_only: bool,
 }
 
 impl Default for ServerConfig {
@@ -72,6 +75,7 @@ impl Default for ServerConfig {
             max_request_bytes: 16 << 20,
             max_upload_bytes: 512 << 20,
             default_model: None,
+            read_only: false,
         }
     }
 }
@@ -111,10 +115,13 @@ pub fn router(state: AppState) -> Router {
     let graphs = objects::routes::<Graphs>("/v1/graphs")
         .layer(DefaultBodyLimit::max(state.config.max_upload_bytes));
     let aliases = objects::routes::<Aliases>("/v1/aliases").layer(DefaultBodyLimit::max(64 << 10));
-    let authenticated = Router::new()
+    let objects = Router::new()
         .merge(components)
         .merge(graphs)
         .merge(aliases)
+        .route_layer(middleware::from_fn_with_state(state.clone(), writable));
+    let authenticated = Router::new()
+        .merge(objects)
         .route("/info", get(info::info))
         .route("/metrics", get(metrics_text))
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
@@ -190,6 +197,36 @@ async fn authenticate(State(state): State<AppState>, mut req: Request, next: Nex
         }
         Err(e) => ApiError::from(e).into_response(),
     }
+}
+
+/// Refuse changes on an edge node (after authentication: a caller without
+/// a key learns that first).
+async fn writable(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let changes = !matches!(
+        *req.method(),
+        axum::http::Method::GET | axum::http::Method::HEAD
+    );
+    if state.config.read_only && changes {
+        // Read and drop the body first (never holding it): a client still
+        // sending would see a reset connection instead of the answer.
+        use futures_util::StreamExt;
+        let cap = DEFAULT_MAX_COMPONENT_BYTES.max(state.config.max_upload_bytes);
+        let mut body = req.into_body().into_data_stream();
+        let mut seen = 0;
+        while let Some(Ok(chunk)) = body.next().await {
+            seen += chunk.len();
+            if seen > cap {
+                break;
+            }
+        }
+        return ApiError::from(ServiceError::Forbidden(
+            "this is an edge node: it serves the signed bundles it started with, and \
+             refuses uploads and deletes"
+                .into(),
+        ))
+        .into_response();
+    }
+    next.run(req).await
 }
 
 /// The header carrying a request's id, in and out.

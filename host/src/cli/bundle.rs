@@ -217,3 +217,72 @@ impl BundleCommand {
         }
     }
 }
+
+/// An edge node's manifest: every `*.nbb` in `dir` that verifies against
+/// `keys`, unpacked fresh under `unpack` (what was there is removed
+/// first). A refused bundle is logged with its reason and not served;
+/// none accepted is an error.
+pub fn edge_manifest(
+    dir: &Path,
+    keys: &[PathBuf],
+    revoked: Option<&Path>,
+    unpack: &Path,
+) -> Result<nboost::registry::Manifest, CliError> {
+    let trusted = keys
+        .iter()
+        .map(|k| bundle::read_public(k))
+        .collect::<Result<Vec<_>, _>>()?;
+    let policy = policy(revoked)?;
+    let _ = std::fs::remove_dir_all(unpack);
+    std::fs::create_dir_all(unpack).map_err(|e| anyhow::anyhow!("{}: {e}", unpack.display()))?;
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| anyhow::anyhow!("--bundles {}: {e}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "nbb"))
+        .collect();
+    files.sort();
+    let mut manifest = nboost::registry::Manifest {
+        dir: unpack.to_path_buf(),
+        ..Default::default()
+    };
+    for (i, file) in files.iter().enumerate() {
+        let dest = unpack.join(format!("{i}"));
+        let opened = match bundle::open(file, &trusted, &policy, &dest) {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::error!(target: "nboost::edge", bundle = %file.display(), "refused: {e}");
+                continue;
+            }
+        };
+        let m = opened.host_manifest();
+        let clash = m
+            .components
+            .keys()
+            .find(|c| manifest.components.contains_key(*c))
+            .cloned()
+            .or_else(|| {
+                m.graphs
+                    .iter()
+                    .find(|g| manifest.graphs.iter().any(|h| h.name == g.name))
+                    .map(|g| format!("graph {}", g.name))
+            });
+        if let Some(name) = clash {
+            tracing::error!(target: "nboost::edge", bundle = %file.display(),
+                            "refused: `{name}` is already served by another bundle");
+            let _ = std::fs::remove_dir_all(&dest);
+            continue;
+        }
+        tracing::info!(target: "nboost::edge", bundle = %file.display(), component = %opened.manifest.name,
+                       version = %opened.manifest.version, key = %opened.key_id, "serving");
+        manifest.graphs.extend(m.graphs);
+        manifest.components.extend(m.components);
+    }
+    if manifest.components.is_empty() {
+        return Err(anyhow::anyhow!(
+            "no bundle in {} verified against the trusted keys (see the log)",
+            dir.display()
+        )
+        .into());
+    }
+    Ok(manifest)
+}

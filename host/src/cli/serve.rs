@@ -74,6 +74,19 @@ pub struct ServeCommand {
     /// address.
     #[arg(long)]
     metrics_listen: Option<SocketAddr>,
+    /// An edge node: serve only the bundles of `--bundles` signed by a
+    /// `--trusted-key` (the manifest is not read), and refuse uploads.
+    #[arg(long, requires_all = ["bundles", "trusted_key"])]
+    edge: bool,
+    /// The directory of `*.nbb` bundles an edge node serves.
+    #[arg(long, requires = "edge")]
+    bundles: Option<PathBuf>,
+    /// A public key whose bundles an edge node accepts (repeatable).
+    #[arg(long, requires = "edge")]
+    trusted_key: Vec<PathBuf>,
+    /// Revoked bundle digests or key ids, one per line.
+    #[arg(long, requires = "edge")]
+    revoked: Option<PathBuf>,
 }
 
 /// SIGTERM or Ctrl-C.
@@ -101,8 +114,22 @@ pub(super) async fn shutdown_signal() {
 
 impl ServeCommand {
     pub fn run(self, global: &GlobalArgs) -> Result<(), CliError> {
-        let manifest = global.manifest()?;
+        let manifest = match &self.bundles {
+            Some(dir) if self.edge => super::bundle::edge_manifest(
+                dir,
+                &self.trusted_key,
+                self.revoked.as_deref(),
+                &self.data.data_dir.join("bundles"),
+            )?,
+            _ => global.manifest()?,
+        };
         let mut config = global.config(&manifest);
+        if self.edge {
+            // Compiled code beside the bundles, not in the unpacked copies.
+            if let Some(dir) = &self.bundles {
+                config.cache_dir = config.cache_dir.map(|_| dir.join(".nboost-cache"));
+            }
+        }
         let workers = self
             .workers
             .unwrap_or_else(|| ServiceOptions::default().workers)
@@ -143,6 +170,7 @@ impl ServeCommand {
                 max_request_bytes: self.max_request_bytes,
                 max_upload_bytes: self.max_upload_bytes,
                 default_model: self.default_model.clone(),
+                read_only: self.edge,
             },
         );
 
