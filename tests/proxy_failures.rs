@@ -187,3 +187,25 @@ fn judged_searches_report_the_boost() {
     assert_eq!(status["reranked"], 4);
     assert_eq!(status["rerank_ms"]["count"], 4);
 }
+
+#[test]
+fn a_search_body_over_the_limit_passes_through_streamed() {
+    let Some(node) = node() else { return };
+    let p = ProxyProc::start(node, "lexical", &["--max-request-bytes", "256"]);
+    // A query padded past the limit with clauses that match nothing.
+    let should: Vec<Value> = (0..40)
+        .map(|i| json!({"term": {"text": format!("nosuchterm{i}")}}))
+        .collect();
+    let q =
+        json!({"query": {"bool": {"should": should, "must": {"match": {"text": "wing lift"}}}}});
+    assert!(q.to_string().len() > 256);
+    let (status, h, via) = json_of(post(&p.http, &p.base, "/cranfield/_search", &q));
+    let (_, _, direct) = json_of(post(&p.http, node, "/cranfield/_search", &q));
+    assert_eq!(status, 200, "{via}");
+    assert!(
+        header(&h, "x-nboost-skipped").starts_with("request_too_large"),
+        "{h:?}"
+    );
+    assert_eq!(ids(&via), ids(&direct));
+    assert_eq!(p.status()["skipped_by_reason"]["request_too_large"], 1);
+}

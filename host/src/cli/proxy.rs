@@ -55,7 +55,8 @@ pub struct ProxyCommand {
     /// answers pass through un-reranked.
     #[arg(long, default_value_t = 4 << 20)]
     max_response_bytes: usize,
-    /// Most bytes of a search request body.
+    /// Most bytes of a search request body read; larger searches pass
+    /// through un-reranked.
     #[arg(long, default_value_t = 1 << 20)]
     max_request_bytes: usize,
     /// Longest wait for one rerank before answering in the upstream order.

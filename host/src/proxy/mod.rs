@@ -85,7 +85,8 @@ pub struct ProxyConfig {
     /// Most bytes of one upstream search answer held in memory; a larger
     /// answer passes through un-reranked.
     pub max_response_bytes: usize,
-    /// Most bytes of a search request body read.
+    /// Most bytes of a search request body read; a larger one passes
+    /// through un-reranked, streamed.
     pub max_request_bytes: usize,
     /// How long one rerank may take before the search is answered without
     /// it.

@@ -84,6 +84,7 @@ pub enum Skip {
     NoText,
     NoScores,
     TooLarge(usize),
+    RequestTooLarge(usize),
     Upstream(u16),
     Overloaded,
     Timeout(u64),
@@ -106,6 +107,7 @@ impl Skip {
             Self::NoText => "no_text",
             Self::NoScores => "no_scores",
             Self::TooLarge(_) => "too_large",
+            Self::RequestTooLarge(_) => "request_too_large",
             Self::Upstream(_) => "upstream_error",
             Self::Overloaded => "overloaded",
             Self::Timeout(_) => "timeout",
@@ -138,6 +140,9 @@ impl Skip {
             Self::NoScores => "the upstream hits carry no _score".into(),
             Self::TooLarge(cap) => {
                 format!("the upstream answer is over {cap} bytes; passed through")
+            }
+            Self::RequestTooLarge(cap) => {
+                format!("the search body is over {cap} bytes; passed through")
             }
             Self::Upstream(s) => format!("the upstream answered {s}"),
             Self::Overloaded => "the reranker is at capacity".into(),

@@ -9,11 +9,12 @@
 
 use std::time::{Duration, Instant};
 
-use axum::body::{to_bytes, Body};
+use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::Response;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
 use serde_json::{json, Map, Value};
 
 use super::forward::{end_to_end, read_bounded, stream_back, Read};
@@ -35,29 +36,44 @@ struct Incoming {
     body: Bytes,
 }
 
-async fn incoming(proxy: &Proxy, req: Request) -> Result<Incoming, ProxyError> {
+/// Read a search request; `Err(response)` when its body was over
+/// `max_request_bytes`: then it went upstream as it came (what was read,
+/// then the rest, streamed) and its answer is streamed back, un-reranked.
+async fn incoming(proxy: &Proxy, req: Request) -> Result<Result<Incoming, Response>, ProxyError> {
     let (parts, body) = req.into_parts();
     let limit = proxy.inner.config.max_request_bytes;
-    let body = to_bytes(body, limit).await.map_err(|_| {
-        ProxyError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "nboost_request_too_large",
-            format!("a search body is limited to {limit} bytes here"),
-        )
-    })?;
     let query = parts.uri.query().map(str::to_string);
+    let mut stream = body.into_data_stream();
+    let mut buf = BytesMut::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk
+            .map_err(|e| ProxyError::bad_request(format!("the request body broke off: {e}")))?;
+        buf.extend_from_slice(&chunk);
+        if buf.len() > limit {
+            let skip = Skip::RequestTooLarge(limit);
+            proxy.inner.stats.skipped(&skip);
+            let url = proxy.upstream_url(parts.uri.path(), query.as_deref())?;
+            let prefix =
+                futures_util::stream::once(async move { Ok::<_, axum::Error>(buf.freeze()) });
+            let body = reqwest::Body::wrap_stream(prefix.chain(stream));
+            let answer = proxy
+                .send(parts.method, url, end_to_end(&parts.headers, true), body)
+                .await?;
+            return Ok(Err(stream_back(answer, Some(skip_header(&skip)))));
+        }
+    }
     let params = url::form_urlencoded::parse(query.as_deref().unwrap_or("").as_bytes())
         .into_owned()
         .collect();
     let headers = end_to_end(&parts.headers, false);
-    Ok(Incoming {
+    Ok(Ok(Incoming {
         method: parts.method,
         path: parts.uri.path().to_string(),
         params,
         query,
         headers,
-        body,
-    })
+        body: buf.freeze(),
+    }))
 }
 
 impl Incoming {
@@ -100,7 +116,10 @@ fn json_response(status: reqwest::StatusCode, mut headers: HeaderMap, body: &Val
 
 /// `GET|POST /_search`, `/{index}/_search`.
 pub(super) async fn search(proxy: &Proxy, req: Request) -> Result<Response, ProxyError> {
-    let inc = incoming(proxy, req).await?;
+    let inc = match incoming(proxy, req).await? {
+        Ok(inc) => inc,
+        Err(passed) => return Ok(passed),
+    };
     let stats = &proxy.inner.stats;
     let body = if inc.body.iter().all(u8::is_ascii_whitespace) {
         None
@@ -453,7 +472,10 @@ fn strip_added(hit: &mut Value, plan: &Plan) {
 /// `GET|POST /_msearch`, `/{index}/_msearch`: each search of the NDJSON
 /// body decided and reranked on its own, in one upstream call.
 pub(super) async fn msearch(proxy: &Proxy, req: Request) -> Result<Response, ProxyError> {
-    let inc = incoming(proxy, req).await?;
+    let inc = match incoming(proxy, req).await? {
+        Ok(inc) => inc,
+        Err(passed) => return Ok(passed),
+    };
     let stats = &proxy.inner.stats;
     let Ok(text) = std::str::from_utf8(&inc.body) else {
         return inc.pass(proxy, &Skip::NotJson).await;
