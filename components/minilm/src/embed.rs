@@ -57,17 +57,29 @@ pub fn check_hidden_dims(
 /// One L2-normalised embedding per encoding, in the order given.
 ///
 /// Encodings are batched by [`plan_batches`] (sorted by length, at most
-/// `batch_size` per batch), padded with `pad`, and passed to `run`.
+/// `batch_size` per batch; with `sort` false, in the order given, which only
+/// exists to measure what sorting saves), padded with `pad`, and passed to
+/// `run`.
 pub fn embed(
     encodings: &[Encoded],
     pad: PadIds,
     batch_size: usize,
+    sort: bool,
     mut run: impl FnMut(&Batch) -> Result<HiddenState, Failure>,
 ) -> Result<Vec<Vec<f32>>, Failure> {
     let lengths: Vec<usize> = encodings.iter().map(Encoded::len).collect();
     let mut embeddings: Vec<Vec<f32>> = vec![Vec::new(); encodings.len()];
     let mut hidden_size = None;
-    for indices in plan_batches(&lengths, batch_size) {
+    let plan = if sort {
+        plan_batches(&lengths, batch_size)
+    } else {
+        let order: Vec<usize> = (0..lengths.len()).collect();
+        order
+            .chunks(batch_size.max(1))
+            .map(<[usize]>::to_vec)
+            .collect()
+    };
+    for indices in plan {
         let items: Vec<&Encoded> = indices.iter().map(|&i| &encodings[i]).collect();
         let batch = Batch::pad(&items, pad);
         let (dims, values) = run(&batch)?;
@@ -97,12 +109,13 @@ pub fn score(
     encodings: &[Encoded],
     pad: PadIds,
     batch_size: usize,
+    sort: bool,
     run: impl FnMut(&Batch) -> Result<HiddenState, Failure>,
 ) -> Result<Vec<f32>, Failure> {
     if encodings.len() <= 1 {
         return Ok(Vec::new());
     }
-    let embeddings = embed(encodings, pad, batch_size, run)?;
+    let embeddings = embed(encodings, pad, batch_size, sort, run)?;
     let (query, passages) = embeddings.split_first().expect("at least two embeddings");
     let scores: Vec<f32> = passages.iter().map(|p| dot(query, p)).collect();
     if scores.iter().any(|s| !s.is_finite()) {
@@ -149,11 +162,30 @@ mod tests {
             enc(&[101, 102]),                // "empty" passage: [CLS] [SEP]
             enc(&[101, 3, 3, 102]),          // dim 3
         ];
-        let expected = score(&encodings, PadIds::default(), 100, one_hot_model).unwrap();
+        let expected = score(&encodings, PadIds::default(), 100, true, one_hot_model).unwrap();
         assert_eq!(expected.len(), 3);
         assert!(expected[0] > expected[2] && expected[0] > expected[1]);
         for batch_size in 1..=4 {
-            let got = score(&encodings, PadIds::default(), batch_size, one_hot_model).unwrap();
+            let got = score(
+                &encodings,
+                PadIds::default(),
+                batch_size,
+                true,
+                one_hot_model,
+            )
+            .unwrap();
+            let unsorted = score(
+                &encodings,
+                PadIds::default(),
+                batch_size,
+                false,
+                one_hot_model,
+            )
+            .unwrap();
+            assert_eq!(
+                got, unsorted,
+                "batch {batch_size}: the order of batching changes nothing"
+            );
             for (a, b) in got.iter().zip(&expected) {
                 assert!(
                     (a - b).abs() < 1e-6,
@@ -167,14 +199,14 @@ mod tests {
     fn empty_text_embeds_as_mean_of_cls_and_sep() {
         // 101 % 4 = 1, 102 % 4 = 2: mean (0, .5, .5, 0), normalised.
         let encodings = vec![enc(&[101, 102]), enc(&[1, 2, 7, 7, 7])];
-        let e = embed(&encodings, PadIds::default(), 2, one_hot_model).unwrap();
+        let e = embed(&encodings, PadIds::default(), 2, true, one_hot_model).unwrap();
         let r = 0.5_f32.sqrt();
         assert_eq!(e[0], vec![0.0, r, r, 0.0]);
     }
 
     #[test]
     fn no_passages_means_no_model_call() {
-        let s = score(&[enc(&[101, 102])], PadIds::default(), 8, |_| {
+        let s = score(&[enc(&[101, 102])], PadIds::default(), 8, true, |_| {
             panic!("model called")
         });
         assert_eq!(s, Ok(vec![]));
@@ -192,14 +224,14 @@ mod tests {
             &|b| vec![b.size as u32, b.seq_len as u32, 1 << 20],
         ];
         for dims in bad_dims {
-            let r = score(&encodings, PadIds::default(), 8, |b| {
+            let r = score(&encodings, PadIds::default(), 8, true, |b| {
                 Ok((dims(b), one_hot_model(b).unwrap().1))
             });
             assert!(matches!(r, Err(Failure::Backend(_))), "{r:?}");
         }
         // Hidden size changing between batches.
         let mut h = 3;
-        let r = score(&encodings, PadIds::default(), 1, |b| {
+        let r = score(&encodings, PadIds::default(), 1, true, |b| {
             h += 1;
             let n = b.size * b.seq_len * h;
             Ok((
@@ -209,14 +241,14 @@ mod tests {
         });
         assert!(matches!(r, Err(Failure::Backend(_))), "{r:?}");
         // NaN in the hidden state.
-        let r = score(&encodings, PadIds::default(), 8, |b| {
+        let r = score(&encodings, PadIds::default(), 8, true, |b| {
             let (d, mut v) = one_hot_model(b)?;
             v[0] = f32::NAN;
             Ok((d, v))
         });
         assert!(matches!(r, Err(Failure::Backend(_))), "{r:?}");
         // Back-end errors pass through.
-        let r = score(&encodings, PadIds::default(), 8, |_| {
+        let r = score(&encodings, PadIds::default(), 8, true, |_| {
             Err(Failure::Backend("boom".into()))
         });
         assert_eq!(r, Err(Failure::Backend("boom".into())));

@@ -17,6 +17,7 @@
 //! | `tokenizer`  | required           | the full text of the model's `tokenizer.json`             |
 //! | `max-tokens` | `256`              | tokens per text, `[CLS]`/`[SEP]` included, in `[8, 512]`  |
 //! | `batch-size` | `16`               | texts per `compute` call, in `[1, 256]` (16 measured fastest on CPU) |
+//! | `sort-by-length` | `true`         | batch texts of similar length together (less padding); `false` only to measure what that saves |
 //!
 //! `model-info` reports `preferred-batch-size` = `batch-size - 1` (at least
 //! 1): that many passages plus the query make exactly one `compute`.
@@ -67,7 +68,13 @@ nboost_nn_common::plugin_bindings!();
 use bindings::exports::nboost::reranker::reranker::{Error, Guest, ModelInfo};
 
 /// Settings keys this plugin accepts.
-pub const SETTINGS: &[&str] = &["graph", "tokenizer", "max-tokens", "batch-size"];
+pub const SETTINGS: &[&str] = &[
+    "graph",
+    "tokenizer",
+    "max-tokens",
+    "batch-size",
+    "sort-by-length",
+];
 /// Default for `graph`.
 pub const DEFAULT_GRAPH: &str = "all-minilm-l6-v2";
 /// Name of the graph output holding the token embeddings.
@@ -84,6 +91,8 @@ pub struct Config<'a> {
     pub max_tokens: u32,
     /// Texts per `compute`.
     pub batch_size: u32,
+    /// Batch texts of similar length together.
+    pub sort_by_length: bool,
 }
 
 impl<'a> Config<'a> {
@@ -95,6 +104,7 @@ impl<'a> Config<'a> {
             tokenizer: s.required("tokenizer")?,
             max_tokens: s.integer_or("max-tokens", 256, 8, 512)?,
             batch_size: s.integer_or("batch-size", 16, 1, 256)?,
+            sort_by_length: s.bool_or("sort-by-length", true)?,
         })
     }
 }
@@ -104,6 +114,7 @@ struct State {
     encoder: TextEncoder,
     model: Model,
     batch_size: usize,
+    sort_by_length: bool,
 }
 
 thread_local! {
@@ -134,6 +145,7 @@ impl Guest for Plugin {
                 encoder,
                 model,
                 batch_size: config.batch_size as usize,
+                sort_by_length: config.sort_by_length,
             })
         });
         Ok(ModelInfo {
@@ -166,6 +178,7 @@ impl Guest for Plugin {
                 &encodings,
                 state.encoder.pad_ids(),
                 state.batch_size,
+                state.sort_by_length,
                 |batch| run(&state.model, batch),
             )
             .map_err(|embed::Failure::Backend(e)| Error::Backend(e))
@@ -194,7 +207,8 @@ mod tests {
                 graph: DEFAULT_GRAPH,
                 tokenizer: "{}",
                 max_tokens: 256,
-                batch_size: 16
+                batch_size: 16,
+                sort_by_length: true,
             }
         );
         let s = settings(&[
