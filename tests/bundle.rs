@@ -39,13 +39,20 @@ impl Fixture {
     }
 
     fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).to_string()
+        crate::server::succeeds(
+            nboost()
+                .arg("--manifest")
+                .arg(&self.manifest)
+                .arg("--cache-dir")
+                .arg(crate::common::cache_dir())
+                .args(args)
+                .current_dir(self.dir.path()),
+        )
+    }
+
+    /// A bundle of `component` at `out`, signed with `key` (a `.key` file).
+    fn build(&self, component: &str, out: &str, key: &str) -> String {
+        self.ok(&["bundle", "build", "-c", component, "-o", out, "--key", key])
     }
 
     /// `nboost bundle verify` of `file` with `key`: the error text, or
@@ -97,16 +104,7 @@ fn write(file: &Path, entries: &[(String, Vec<u8>)]) {
 fn a_signed_bundle_verifies_and_reranks_like_its_component() {
     let f = Fixture::new();
     f.ok(&["keys", "generate", "op"]);
-    let built = f.ok(&[
-        "bundle",
-        "build",
-        "-c",
-        "cross-encoder",
-        "-o",
-        "ce.nbb",
-        "--key",
-        "op.key",
-    ]);
+    let built = f.build("cross-encoder", "ce.nbb", "op.key");
     assert!(
         built.contains("3 parts") && built.contains("signed"),
         "{built}"
@@ -165,16 +163,7 @@ fn every_wrong_bundle_is_refused_naming_the_part() {
     let f = Fixture::new();
     f.ok(&["keys", "generate", "op"]);
     f.ok(&["keys", "generate", "stranger"]);
-    f.ok(&[
-        "bundle",
-        "build",
-        "-c",
-        "cross-encoder",
-        "-o",
-        "ce.nbb",
-        "--key",
-        "op.key",
-    ]);
+    f.build("cross-encoder", "ce.nbb", "op.key");
     let good = entries(&f.path("ce.nbb"));
     assert_eq!(good[0].0, "bundle.toml");
     assert_eq!(good[1].0, "bundle.sig");
@@ -259,16 +248,7 @@ fn every_wrong_bundle_is_refused_naming_the_part() {
 fn a_refused_bundle_leaves_nothing_behind() {
     let f = Fixture::new();
     f.ok(&["keys", "generate", "op"]);
-    f.ok(&[
-        "bundle",
-        "build",
-        "-c",
-        "cross-encoder",
-        "-o",
-        "ce.nbb",
-        "--key",
-        "op.key",
-    ]);
+    f.build("cross-encoder", "ce.nbb", "op.key");
     let key = nboost::bundle::read_public(&f.path("op.pub")).unwrap();
     let mut bad = entries(&f.path("ce.nbb"));
     let last = bad.len() - 1;
@@ -291,26 +271,8 @@ fn an_edge_node_serves_only_trusted_bundles_and_refuses_uploads() {
     f.ok(&["keys", "generate", "stranger"]);
     let bundles = f.path("bundles");
     std::fs::create_dir_all(&bundles).unwrap();
-    f.ok(&[
-        "bundle",
-        "build",
-        "-c",
-        "cross-encoder",
-        "-o",
-        "bundles/ce.nbb",
-        "--key",
-        "op.key",
-    ]);
-    f.ok(&[
-        "bundle",
-        "build",
-        "-c",
-        "lexical",
-        "-o",
-        "bundles/lexical.nbb",
-        "--key",
-        "stranger.key",
-    ]);
+    f.build("cross-encoder", "bundles/ce.nbb", "op.key");
+    f.build("lexical", "bundles/lexical.nbb", "stranger.key");
     let key = crate::server::add_tenant(&f.path("data"), "acme", &[]);
     let s = crate::server::Server::start(
         f.dir.path(),

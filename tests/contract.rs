@@ -7,7 +7,7 @@ use nboost::nn::BackendKind;
 use nboost::registry::Manifest;
 
 use crate::common::{config, model_file, repo, standard_manifest, wasm};
-use crate::server::nboost;
+use crate::server::{nboost, succeeds};
 
 /// Every check of the suite passes for component `name`.
 fn keeps_the_contract(name: &str) {
@@ -44,30 +44,24 @@ fn manifest_file(dir: &std::path::Path, extra: &str) -> std::path::PathBuf {
 #[test]
 fn components_test_passes_a_good_file_with_its_settings() {
     let dir = tempfile::tempdir().unwrap();
-    let out = nboost()
-        .arg("--manifest")
-        .arg(manifest_file(dir.path(), ""))
-        .args(["components", "test"])
-        .arg(wasm("nboost_reranker_minilm"))
-        .args([
-            "--graph",
-            "all-minilm-l6-v2",
-            "--setting",
-            "graph=all-minilm-l6-v2",
-        ])
-        .arg("--setting-file")
-        .arg(format!(
-            "tokenizer={}",
-            model_file("all-MiniLM-L6-v2", "tokenizer.json").display()
-        ))
-        .arg("--json")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    let stdout = succeeds(
+        nboost()
+            .arg("--manifest")
+            .arg(manifest_file(dir.path(), ""))
+            .args(["components", "test"])
+            .arg(wasm("nboost_reranker_minilm"))
+            .args([
+                "--graph",
+                "all-minilm-l6-v2",
+                "--setting",
+                "graph=all-minilm-l6-v2",
+            ])
+            .arg("--setting-file")
+            .arg(format!(
+                "tokenizer={}",
+                model_file("all-MiniLM-L6-v2", "tokenizer.json").display()
+            ))
+            .arg("--json"),
     );
     let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(report["passed"], true);

@@ -8,7 +8,7 @@ use std::process::Command;
 use serde_json::{json, Value};
 
 use crate::clients::venv_tool;
-use crate::common::repo;
+use crate::common::{backend_available, repo};
 use crate::proxy::{node, post, ProxyProc};
 
 fn chromium() -> Option<&'static str> {
@@ -18,13 +18,10 @@ fn chromium() -> Option<&'static str> {
             .output()
             .is_ok_and(|o| o.status.success())
     });
-    if found.is_none() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "headless Chromium (Debian `chromium`) is required under CI"
-        );
-        eprintln!("skipping: no chromium (apt-get install chromium)");
-    }
+    backend_available(
+        "headless Chromium (Debian `chromium`: apt-get install chromium)",
+        found.is_some(),
+    );
     found
 }
 

@@ -5,36 +5,26 @@
 use std::process::Command;
 
 use crate::common::repo;
-use crate::server::nboost;
+use crate::server::{nboost, succeeds};
 
 fn cargo(dir: &std::path::Path, args: &[&str]) {
-    let out = Command::new(env!("CARGO"))
-        .args(args)
-        .current_dir(dir)
-        // Shared between runs: the first builds wit-bindgen once.
-        .env("CARGO_TARGET_DIR", repo().join("target/scaffold"))
-        .env_remove("CARGO_BUILD_TARGET")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "cargo {args:?}:\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    succeeds(
+        Command::new(env!("CARGO"))
+            .args(args)
+            .current_dir(dir)
+            // Shared between runs: the first builds wit-bindgen once.
+            .env("CARGO_TARGET_DIR", repo().join("target/scaffold"))
+            .env_remove("CARGO_BUILD_TARGET"),
     );
 }
 
 #[test]
 fn a_scaffolded_component_builds_and_keeps_the_contract() {
     let dir = tempfile::tempdir().unwrap();
-    let out = nboost()
-        .args(["new", "component", "word-overlap", "--dir"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    succeeds(
+        nboost()
+            .args(["new", "component", "word-overlap", "--dir"])
+            .arg(dir.path()),
     );
     let root = dir.path().join("word-overlap");
     assert!(root.join("wit/reranker.wit").is_file());
@@ -52,17 +42,11 @@ fn a_scaffolded_component_builds_and_keeps_the_contract() {
     let wasm =
         repo().join("target/scaffold/wasm32-wasip2/release/nboost_reranker_word_overlap.wasm");
 
-    let out = nboost()
-        .args(["components", "test"])
-        .arg(&wasm)
-        .args(["--setting", "lowercase=true"])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    let stdout = succeeds(
+        nboost()
+            .args(["components", "test"])
+            .arg(&wasm)
+            .args(["--setting", "lowercase=true"]),
     );
     assert!(stdout.contains("10 of 10 checks passed"), "{stdout}");
 
@@ -75,19 +59,14 @@ fn a_scaffolded_component_builds_and_keeps_the_contract() {
         );
     let manifest = dir.path().join("nboost.toml");
     std::fs::write(&manifest, snippet).unwrap();
-    let out = nboost()
-        .arg("--manifest")
-        .arg(&manifest)
-        .args(["rerank", "-c", "word-overlap", "-q", "wing lift", "--json"])
-        .args(["--passage", "bread", "--passage", "the lift of a wing"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = succeeds(
+        nboost()
+            .arg("--manifest")
+            .arg(&manifest)
+            .args(["rerank", "-c", "word-overlap", "-q", "wing lift", "--json"])
+            .args(["--passage", "bread", "--passage", "the lift of a wing"]),
     );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v[0]["index"], 1, "{v}");
     assert_eq!(v[0]["score"], 1.0, "{v}");
 }

@@ -22,6 +22,19 @@ pub(crate) fn nboost() -> Command {
     c
 }
 
+/// Run `cmd`; it must succeed (else the test fails with its stderr). Its
+/// stdout.
+pub(crate) fn succeeds(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{cmd:?}\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
 /// Add a tenant with the CLI; returns its key (the CLI's only stdout line).
 pub(crate) fn add_tenant(data: &Path, name: &str, quotas: &[&str]) -> String {
     let out = nboost()

@@ -17,6 +17,7 @@
 //! digest as it is read, with no part missing, repeated or unlisted. Parts
 //! are written into a staging directory that is renamed into place only
 //! when everything checked, so a refused bundle leaves nothing behind.
+//! [`verify`] is the same walk, keeping nothing.
 
 mod keys;
 
@@ -297,15 +298,21 @@ fn check_part(p: &Part, bytes: &[u8]) -> Result<(), BundleError> {
     Ok(())
 }
 
-/// Every entry of the archive, in memory (for `sign` and `inspect`).
-fn read_entries(path: &Path) -> Result<BTreeMap<String, Vec<u8>>, BundleError> {
-    let file = std::fs::File::open(path).map_err(|e| io(path.display(), e))?;
-    let mut tar = tar::Archive::new(file);
-    let mut out = BTreeMap::new();
-    let entries = tar
-        .entries()
-        .map_err(|e| BundleError::Malformed(format!("not a bundle: {e}")))?;
-    for entry in entries {
+/// The entries of an archive, in order, one at a time.
+struct Entries<'a>(tar::Entries<'a, std::fs::File>);
+
+impl<'a> Entries<'a> {
+    fn of(tar: &'a mut tar::Archive<std::fs::File>) -> Result<Self, BundleError> {
+        tar.entries()
+            .map(Entries)
+            .map_err(|e| BundleError::Malformed(format!("not a bundle: {e}")))
+    }
+
+    /// The next entry's name and bytes; a short read names the entry.
+    fn next(&mut self) -> Result<Option<(String, Vec<u8>)>, BundleError> {
+        let Some(entry) = self.0.next() else {
+            return Ok(None);
+        };
         let mut entry =
             entry.map_err(|e| BundleError::Malformed(format!("truncated or corrupt: {e}")))?;
         let name = entry
@@ -316,7 +323,25 @@ fn read_entries(path: &Path) -> Result<BTreeMap<String, Vec<u8>>, BundleError> {
         let mut bytes = Vec::new();
         entry
             .read_to_end(&mut bytes)
-            .map_err(|e| BundleError::Malformed(format!("`{name}` is truncated: {e}")))?;
+            .map_err(|e| BundleError::Tampered {
+                part: name.clone(),
+                reason: format!("truncated ({e})"),
+            })?;
+        Ok(Some((name, bytes)))
+    }
+}
+
+fn archive(path: &Path) -> Result<tar::Archive<std::fs::File>, BundleError> {
+    let file = std::fs::File::open(path).map_err(|e| io(path.display(), e))?;
+    Ok(tar::Archive::new(file))
+}
+
+/// Every entry of the archive, in memory (for `sign` and `inspect`).
+fn read_entries(path: &Path) -> Result<BTreeMap<String, Vec<u8>>, BundleError> {
+    let mut tar = archive(path)?;
+    let mut entries = Entries::of(&mut tar)?;
+    let mut out = BTreeMap::new();
+    while let Some((name, bytes)) = entries.next()? {
         if out.insert(name.clone(), bytes).is_some() {
             return Err(BundleError::Malformed(format!("`{name}` appears twice")));
         }
@@ -354,7 +379,9 @@ impl Opened {
                     m.graphs.push(GraphSpec {
                         name: name.clone(),
                         path,
-                        sha256: Some(format!("sha256:{}", p.sha256)),
+                        // Hashed while unpacking into a directory only this
+                        // node writes: not hashed a second time at load.
+                        sha256: None,
                     });
                 }
                 PartKind::SettingFile { key } => setting_files.push((key.clone(), path)),
@@ -388,6 +415,16 @@ pub struct Policy {
     pub revoked: Vec<String>,
 }
 
+/// Check the bundle at `path` as [`open`] does, keeping nothing: its
+/// manifest and the signer's key id.
+pub fn verify(
+    path: &Path,
+    trusted: &[ed25519_dalek::VerifyingKey],
+    policy: &Policy,
+) -> Result<(BundleManifest, String), BundleError> {
+    walk(path, trusted, policy, |_, _| Ok(()))
+}
+
 /// Verify the bundle at `path` against `trusted` keys and unpack it into
 /// `dest` (created; must not exist). Nothing is left at `dest` unless every
 /// check passed.
@@ -397,44 +434,54 @@ pub fn open(
     policy: &Policy,
     dest: &Path,
 ) -> Result<Opened, BundleError> {
-    let file = std::fs::File::open(path).map_err(|e| io(path.display(), e))?;
-    let mut tar = tar::Archive::new(file);
-    let mut entries = tar
-        .entries()
-        .map_err(|e| BundleError::Malformed(format!("not a bundle: {e}")))?;
-    let mut next = |want: &str| -> Result<Option<(String, Vec<u8>)>, BundleError> {
-        let Some(entry) = entries.next() else {
-            return Ok(None);
-        };
-        let mut entry =
-            entry.map_err(|e| BundleError::Malformed(format!("truncated or corrupt: {e}")))?;
-        let name = entry
-            .path()
-            .map_err(|e| BundleError::Malformed(e.to_string()))?
-            .to_string_lossy()
-            .to_string();
-        let mut bytes = Vec::new();
-        entry
-            .read_to_end(&mut bytes)
-            .map_err(|e| BundleError::Tampered {
-                part: name.clone(),
-                reason: format!("truncated ({e}) while reading {want}"),
-            })?;
-        Ok(Some((name, bytes)))
-    };
-    let (name, manifest_bytes) =
-        next(MANIFEST)?.ok_or_else(|| BundleError::Malformed("an empty archive".into()))?;
+    // Parts, as they verify, into a staging directory.
+    let staging = dest.with_extension("staging");
+    let _ = std::fs::remove_dir_all(&staging);
+    let result = walk(path, trusted, policy, |p, bytes| {
+        let target = staging.join(&p.path);
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| io(parent.display(), e))?;
+        }
+        std::fs::write(&target, bytes).map_err(|e| io(target.display(), e))
+    })
+    .and_then(|found| {
+        std::fs::rename(&staging, dest).map_err(|e| io(dest.display(), e))?;
+        Ok(found)
+    });
+    if result.is_err() {
+        let _ = std::fs::remove_dir_all(&staging);
+    }
+    let (manifest, key_id) = result?;
+    Ok(Opened {
+        manifest,
+        key_id,
+        dir: dest.to_path_buf(),
+    })
+}
+
+/// The one verification: signature, revocation, expiry, then every part in
+/// order (handed to `part` once its size and digest match), then nothing
+/// more.
+fn walk(
+    path: &Path,
+    trusted: &[ed25519_dalek::VerifyingKey],
+    policy: &Policy,
+    mut part: impl FnMut(&Part, &[u8]) -> Result<(), BundleError>,
+) -> Result<(BundleManifest, String), BundleError> {
+    let mut tar = archive(path)?;
+    let mut entries = Entries::of(&mut tar)?;
+    let (name, manifest_bytes) = entries
+        .next()?
+        .ok_or_else(|| BundleError::Malformed("an empty archive".into()))?;
     if name != MANIFEST {
         return Err(BundleError::Malformed(format!(
             "the first entry is `{name}`, not {MANIFEST}"
         )));
     }
-    let Some((name, sig_bytes)) = next(SIGNATURE)? else {
-        return Err(BundleError::Unsigned);
+    let sig_bytes = match entries.next()? {
+        Some((name, bytes)) if name == SIGNATURE => bytes,
+        _ => return Err(BundleError::Unsigned),
     };
-    if name != SIGNATURE {
-        return Err(BundleError::Unsigned);
-    }
     let sig: SignatureFile = serde_json::from_slice(&sig_bytes)
         .map_err(|e| BundleError::BadSignature(format!("{SIGNATURE}: {e}")))?;
     let key = trusted
@@ -469,49 +516,30 @@ pub fn open(
             return Err(BundleError::Expired(t));
         }
     }
-
-    // Parts, in order, into a staging directory.
-    let staging = dest.with_extension("staging");
-    let _ = std::fs::remove_dir_all(&staging);
-    let result = (|| {
-        for p in &bm.parts {
-            if p.path.contains("..") || p.path.starts_with('/') {
-                return Err(BundleError::Malformed(format!("part path `{}`", p.path)));
-            }
-            let (name, bytes) = next(&p.path)?.ok_or_else(|| BundleError::Tampered {
-                part: p.path.clone(),
-                reason: "missing (the bundle is truncated)".into(),
-            })?;
-            if name != p.path {
-                return Err(BundleError::Tampered {
-                    part: p.path.clone(),
-                    reason: format!("expected here, found `{name}`"),
-                });
-            }
-            check_part(p, &bytes)?;
-            let target = staging.join(&p.path);
-            if let Some(parent) = target.parent() {
-                std::fs::create_dir_all(parent).map_err(|e| io(parent.display(), e))?;
-            }
-            std::fs::write(&target, &bytes).map_err(|e| io(target.display(), e))?;
+    for p in &bm.parts {
+        if p.path.contains("..") || p.path.starts_with('/') {
+            return Err(BundleError::Malformed(format!("part path `{}`", p.path)));
         }
-        if let Some((name, _)) = next("the end")? {
+        let (name, bytes) = entries.next()?.ok_or_else(|| BundleError::Tampered {
+            part: p.path.clone(),
+            reason: "missing (the bundle is truncated)".into(),
+        })?;
+        if name != p.path {
             return Err(BundleError::Tampered {
-                part: name,
-                reason: "not listed in the signed manifest".into(),
+                part: p.path.clone(),
+                reason: format!("expected here, found `{name}`"),
             });
         }
-        std::fs::rename(&staging, dest).map_err(|e| io(dest.display(), e))
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_dir_all(&staging);
+        check_part(p, &bytes)?;
+        part(p, &bytes)?;
     }
-    result?;
-    Ok(Opened {
-        manifest: bm,
-        key_id: sig.key_id,
-        dir: dest.to_path_buf(),
-    })
+    if let Some((name, _)) = entries.next()? {
+        return Err(BundleError::Tampered {
+            part: name,
+            reason: "not listed in the signed manifest".into(),
+        });
+    }
+    Ok((bm, sig.key_id))
 }
 
 /// `bundle.toml` and the signer's key id (unchecked), for `inspect`.

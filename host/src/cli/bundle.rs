@@ -117,16 +117,33 @@ fn policy(revoked: Option<&Path>) -> Result<Policy, CliError> {
     })
 }
 
+fn trusted_keys(keys: &[PathBuf]) -> Result<Vec<ed25519_dalek::VerifyingKey>, CliError> {
+    Ok(keys
+        .iter()
+        .map(|k| bundle::read_public(k))
+        .collect::<Result<Vec<_>, _>>()?)
+}
+
+/// Compiled code of bundled components is cached in `dir` (keyed by digest
+/// and engine), not in the throwaway unpacked copies under `unpacked`; an
+/// explicit `--cache-dir` (or `--no-cache`) stands.
+pub fn cache_beside(config: &mut nboost::service::RerankerConfig, unpacked: &Path, dir: &Path) {
+    if config
+        .cache_dir
+        .as_deref()
+        .is_some_and(|d| d.starts_with(unpacked))
+    {
+        config.cache_dir = Some(dir.join(".nboost-cache"));
+    }
+}
+
 /// Verify `file` against `keys` and unpack it into a temporary directory
 /// (removed when the returned guard drops).
 pub fn open_verified(
     file: &Path,
     keys: &[PathBuf],
 ) -> Result<(Opened, tempfile::TempDir), CliError> {
-    let trusted = keys
-        .iter()
-        .map(|k| bundle::read_public(k))
-        .collect::<Result<Vec<_>, _>>()?;
+    let trusted = trusted_keys(keys)?;
     let dir = tempfile::tempdir().map_err(|e| anyhow::anyhow!("no temporary directory: {e}"))?;
     let opened = bundle::open(file, &trusted, &policy(None)?, &dir.path().join("bundle"))?;
     Ok((opened, dir))
@@ -180,24 +197,14 @@ impl BundleCommand {
                 trusted_key,
                 revoked,
             } => {
-                let trusted = trusted_key
-                    .iter()
-                    .map(|k| bundle::read_public(k))
-                    .collect::<Result<Vec<_>, _>>()?;
-                let dir = tempfile::tempdir()
-                    .map_err(|e| anyhow::anyhow!("no temporary directory: {e}"))?;
-                let opened = bundle::open(
-                    &file,
-                    &trusted,
-                    &policy(revoked.as_deref())?,
-                    &dir.path().join("bundle"),
-                )?;
+                let trusted = trusted_keys(&trusted_key)?;
+                let (manifest, key_id) =
+                    bundle::verify(&file, &trusted, &policy(revoked.as_deref())?)?;
                 println!(
-                    "ok: `{}` {} signed by key {}, {} parts verified",
-                    opened.manifest.name,
-                    opened.manifest.version,
-                    opened.key_id,
-                    opened.manifest.parts.len()
+                    "ok: `{}` {} signed by key {key_id}, {} parts verified",
+                    manifest.name,
+                    manifest.version,
+                    manifest.parts.len()
                 );
                 Ok(())
             }
@@ -228,10 +235,7 @@ pub fn edge_manifest(
     revoked: Option<&Path>,
     unpack: &Path,
 ) -> Result<nboost::registry::Manifest, CliError> {
-    let trusted = keys
-        .iter()
-        .map(|k| bundle::read_public(k))
-        .collect::<Result<Vec<_>, _>>()?;
+    let trusted = trusted_keys(keys)?;
     let policy = policy(revoked)?;
     let _ = std::fs::remove_dir_all(unpack);
     std::fs::create_dir_all(unpack).map_err(|e| anyhow::anyhow!("{}: {e}", unpack.display()))?;

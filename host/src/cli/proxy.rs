@@ -77,8 +77,11 @@ impl ProxyCommand {
         }
         let reranker = global.reranker()?;
         let mut allowed = vec![self.component.clone()];
-        allowed.extend(self.allow_components.iter().cloned());
-        allowed.dedup();
+        for c in &self.allow_components {
+            if !allowed.contains(c) {
+                allowed.push(c.clone());
+            }
+        }
         for c in &allowed {
             reranker.model_info(c)?;
         }

@@ -120,16 +120,8 @@ impl RerankCommand {
                 let (opened, dir) = super::bundle::open_verified(file, &self.trusted_key)?;
                 let manifest = opened.host_manifest();
                 let mut config = global.config(&manifest);
-                // Compiled code is cached beside the bundle (keyed by digest
-                // and engine), not in the throwaway unpacking directory.
-                if config
-                    .cache_dir
-                    .as_deref()
-                    .is_some_and(|d| d.starts_with(&manifest.dir))
-                {
-                    let beside = file.parent().unwrap_or(std::path::Path::new("."));
-                    config.cache_dir = Some(beside.join(".nboost-cache"));
-                }
+                let beside = file.parent().unwrap_or(std::path::Path::new("."));
+                super::bundle::cache_beside(&mut config, &manifest.dir, beside);
                 let name = opened.manifest.name.clone();
                 if self.component.as_ref().is_some_and(|c| c != &name) {
                     return Err(anyhow::anyhow!(

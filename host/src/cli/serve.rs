@@ -124,11 +124,8 @@ impl ServeCommand {
             _ => global.manifest()?,
         };
         let mut config = global.config(&manifest);
-        if self.edge {
-            // Compiled code beside the bundles, not in the unpacked copies.
-            if let Some(dir) = &self.bundles {
-                config.cache_dir = config.cache_dir.map(|_| dir.join(".nboost-cache"));
-            }
+        if let (true, Some(dir)) = (self.edge, &self.bundles) {
+            super::bundle::cache_beside(&mut config, &manifest.dir, dir);
         }
         let workers = self
             .workers

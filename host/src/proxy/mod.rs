@@ -156,11 +156,6 @@ impl Proxy {
         })
     }
 
-    /// The configuration in force.
-    pub fn config(&self) -> &ProxyConfig {
-        &self.inner.config
-    }
-
     /// Counters and latencies so far.
     pub fn report(&self) -> StatusReport {
         self.inner.stats.report()

@@ -184,11 +184,11 @@ pub struct Plan {
 #[derive(Debug)]
 pub enum Decision {
     Rerank(Box<Plan>),
-    /// Forward this body (the client's, less its `nboost` object) and
-    /// this query string.
+    /// Forward the client's request, with `stripped` for its body when
+    /// that was the body less its `nboost` object.
     Pass {
         skip: Skip,
-        body: Option<Value>,
+        stripped: Option<Value>,
     },
 }
 
@@ -207,13 +207,14 @@ pub fn decide(
     let mut body = match body {
         None => Map::new(),
         Some(Value::Object(m)) => m,
-        Some(other) => {
+        Some(_) => {
             return Ok(Decision::Pass {
                 skip: Skip::NotJson,
-                body: Some(other),
+                stripped: None,
             })
         }
     };
+    let had_options = body.contains_key("nboost");
     let options: Options = match body.remove("nboost") {
         None => Options::default(),
         Some(v) => serde_json::from_value(v)
@@ -254,7 +255,7 @@ pub fn decide(
     }
     let pass = |skip, body: Map<String, Value>| Decision::Pass {
         skip,
-        body: Some(Value::Object(body)),
+        stripped: had_options.then_some(Value::Object(body)),
     };
     let param = |name: &str| {
         params

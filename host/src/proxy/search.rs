@@ -15,7 +15,7 @@ use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::Response;
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use super::forward::{end_to_end, read_bounded, stream_back, Read};
 use super::plan::{decide, Decision, Plan, Skip};
@@ -52,7 +52,7 @@ async fn incoming(proxy: &Proxy, req: Request) -> Result<Result<Incoming, Respon
         if buf.len() > limit {
             let skip = Skip::RequestTooLarge(limit);
             proxy.inner.stats.skipped(&skip);
-            let url = proxy.upstream_url(parts.uri.path(), query.as_deref())?;
+            let url = proxy.upstream_url(parts.uri.path(), query.as_deref());
             let prefix =
                 futures_util::stream::once(async move { Ok::<_, axum::Error>(buf.freeze()) });
             let body = reqwest::Body::wrap_stream(prefix.chain(stream));
@@ -78,14 +78,65 @@ async fn incoming(proxy: &Proxy, req: Request) -> Result<Result<Incoming, Respon
 
 impl Incoming {
     /// Send the request upstream as the client sent it and stream the
-    /// answer back, saying why it was not reranked.
+    /// answer back, saying (and counting) why it was not reranked.
     async fn pass(self, proxy: &Proxy, skip: &Skip) -> Result<Response, ProxyError> {
-        let url = proxy.upstream_url(&self.path, self.query.as_deref())?;
+        proxy.inner.stats.skipped(skip);
+        let url = proxy.upstream_url(&self.path, self.query.as_deref());
         let answer = proxy
             .send(self.method, url, self.headers, self.body.into())
             .await?;
         Ok(stream_back(answer, Some(skip_header(skip))))
     }
+}
+
+impl Incoming {
+    /// Send `body` (of `content_type`) upstream at this request's path with
+    /// `query`, uncompressed, and read the answer whole: the answer and the
+    /// upstream time, or why it cannot be reranked.
+    async fn ask(
+        &self,
+        proxy: &Proxy,
+        query: Option<&str>,
+        content_type: &'static str,
+        body: Vec<u8>,
+    ) -> Result<Result<Answer, Skip>, ProxyError> {
+        let url = proxy.upstream_url(&self.path, query);
+        let mut headers = self.headers.clone();
+        // The proxy reads this answer: ask for it uncompressed.
+        headers.remove(header::ACCEPT_ENCODING);
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+        let t0 = Instant::now();
+        let answer = proxy
+            .send(self.method.clone(), url, headers, body.into())
+            .await?;
+        let cap = proxy.inner.config.max_response_bytes;
+        let read = read_bounded(answer, cap).await?;
+        let upstream = t0.elapsed();
+        Ok(match read {
+            // An answer too large to hold is for `topn` hits; the client is
+            // then answered by its own request, streamed.
+            Read::TooLarge => Err(Skip::TooLarge(cap)),
+            Read::Whole(status, _, _) if !status.is_success() => {
+                Err(Skip::Upstream(status.as_u16()))
+            }
+            Read::Whole(status, headers, bytes) => serde_json::from_slice(&bytes)
+                .map(|json| Answer {
+                    status,
+                    headers,
+                    json,
+                    upstream,
+                })
+                .map_err(|_| Skip::NotJson),
+        })
+    }
+}
+
+/// An upstream answer read whole.
+struct Answer {
+    status: reqwest::StatusCode,
+    headers: HeaderMap,
+    json: Value,
+    upstream: Duration,
 }
 
 fn skip_header(skip: &Skip) -> (HeaderName, String) {
@@ -120,70 +171,39 @@ pub(super) async fn search(proxy: &Proxy, req: Request) -> Result<Response, Prox
         Ok(inc) => inc,
         Err(passed) => return Ok(passed),
     };
-    let stats = &proxy.inner.stats;
     let body = if inc.body.iter().all(u8::is_ascii_whitespace) {
         None
     } else {
         match serde_json::from_slice::<Value>(&inc.body) {
             Ok(v) => Some(v),
-            Err(_) => {
-                stats.skipped(&Skip::NotJson);
-                return inc.pass(proxy, &Skip::NotJson).await;
-            }
+            Err(_) => return inc.pass(proxy, &Skip::NotJson).await,
         }
     };
     let plan = match decide(&proxy.inner.config, &inc.params, body)? {
         Decision::Rerank(plan) => plan,
-        Decision::Pass { skip, body } => {
-            stats.skipped(&skip);
+        Decision::Pass { skip, stripped } => {
             let mut inc = inc;
             // The body less its `nboost` object (the upstream would refuse
             // it); any other body goes as it came.
-            if body_had_nboost(&inc.body) {
-                let body = body.unwrap_or_else(|| Value::Object(Map::new()));
+            if let Some(body) = stripped {
                 inc.body = serde_json::to_vec(&body).unwrap_or_default().into();
             }
             return inc.pass(proxy, &skip).await;
         }
     };
     let query = encode(&plan.params);
-    let url = proxy.upstream_url(&inc.path, query.as_deref())?;
-    let mut headers = inc.headers.clone();
-    // The proxy reads this answer: ask for it uncompressed.
-    headers.remove(header::ACCEPT_ENCODING);
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    let t0 = Instant::now();
-    let answer = proxy
-        .send(
-            inc.method.clone(),
-            url,
-            headers,
-            serde_json::to_vec(&plan.body).unwrap_or_default().into(),
-        )
-        .await?;
-    let cap = proxy.inner.config.max_response_bytes;
-    let (status, headers, bytes) = match read_bounded(answer, cap).await? {
-        Read::Whole(s, h, b) => (s, h, b),
-        Read::TooLarge => {
-            // That answer is for `topn` hits; the client asked for its page.
-            let skip = Skip::TooLarge(cap);
-            stats.skipped(&skip);
-            return inc.pass(proxy, &skip).await;
-        }
-    };
-    let upstream = t0.elapsed();
-    if !status.is_success() {
-        let skip = Skip::Upstream(status.as_u16());
-        stats.skipped(&skip);
-        return inc.pass(proxy, &skip).await;
-    }
-    let Ok(mut answer) = serde_json::from_slice::<Value>(&bytes) else {
-        let skip = Skip::NotJson;
-        stats.skipped(&skip);
-        return inc.pass(proxy, &skip).await;
+    let body = serde_json::to_vec(&plan.body).unwrap_or_default();
+    let Answer {
+        status,
+        headers,
+        json: mut answer,
+        upstream,
+    } = match inc
+        .ask(proxy, query.as_deref(), "application/json", body)
+        .await?
+    {
+        Ok(a) => a,
+        Err(skip) => return inc.pass(proxy, &skip).await,
     };
     let outcome = rerank_answer(proxy, &plan, &mut answer, upstream).await;
     let mut headers = headers;
@@ -213,10 +233,6 @@ fn strict_error(skip: &Skip) -> ProxyError {
     )
 }
 
-fn body_had_nboost(body: &[u8]) -> bool {
-    serde_json::from_slice::<Value>(body).is_ok_and(|v| v.get("nboost").is_some())
-}
-
 fn encode(params: &[(String, String)]) -> Option<String> {
     if params.is_empty() {
         return None;
@@ -238,12 +254,12 @@ async fn rerank_answer(
     upstream: Duration,
 ) -> Result<(), Skip> {
     let stats = &proxy.inner.stats;
-    let result = rerank_hits(proxy, plan, answer).await;
     let hits = answer
         .pointer_mut("/hits/hits")
         .and_then(Value::as_array_mut)
         .map(std::mem::take)
         .unwrap_or_default();
+    let result = rerank_hits(proxy, plan, hits).await;
     let mut section = json!({
         "component": plan.component,
         "topn": plan.topn,
@@ -263,7 +279,7 @@ async fn rerank_answer(
             }
             (done.order, None)
         }
-        Err(skip) => {
+        Err((skip, hits)) => {
             stats.skipped(&skip);
             section["reranked"] = false.into();
             section["skipped"] = skip.code().into();
@@ -298,13 +314,33 @@ struct Done {
     eval: Option<(Metrics, Metrics)>,
 }
 
-/// Score the hits of `answer` (taken out of it only on success).
-async fn rerank_hits(proxy: &Proxy, plan: &Plan, answer: &mut Value) -> Result<Done, Skip> {
-    let hits = answer
-        .pointer("/hits/hits")
-        .and_then(Value::as_array)
-        .filter(|h| !h.is_empty())
-        .ok_or(Skip::NoHits)?;
+/// Score and reorder `hits`; on failure, why, and the hits as they came.
+async fn rerank_hits(
+    proxy: &Proxy,
+    plan: &Plan,
+    hits: Vec<Value>,
+) -> Result<Done, (Skip, Vec<Value>)> {
+    let scored = match score_hits(proxy, plan, &hits).await {
+        Ok(s) => s,
+        Err(skip) => return Err((skip, hits)),
+    };
+    Ok(reorder(plan, hits, scored))
+}
+
+/// The model's (and fused) scores of the hits that have text.
+struct Scored {
+    /// Hit index of each scored document.
+    scored: Vec<usize>,
+    /// Hits with no text.
+    unscored: Vec<usize>,
+    outcome: crate::service::RerankOutcome,
+    took: Duration,
+}
+
+async fn score_hits(proxy: &Proxy, plan: &Plan, hits: &[Value]) -> Result<Scored, Skip> {
+    if hits.is_empty() {
+        return Err(Skip::NoHits);
+    }
     let mut texts = Vec::new();
     let mut first = Vec::new();
     let mut scored = Vec::new();
@@ -348,16 +384,26 @@ async fn rerank_hits(proxy: &Proxy, plan: &Plan, answer: &mut Value) -> Result<D
         Ok(Err(e)) => return Err(Skip::Failed(e.to_string())),
         Ok(Ok(o)) => o,
     };
-    let took = t0.elapsed();
+    Ok(Scored {
+        scored,
+        unscored,
+        outcome,
+        took: t0.elapsed(),
+    })
+}
+
+/// The hits in the new order, marked with their upstream score and rank.
+fn reorder(plan: &Plan, hits: Vec<Value>, s: Scored) -> Done {
+    let Scored {
+        scored,
+        unscored,
+        outcome,
+        took,
+    } = s;
     let (fusion, model) = match &outcome.fused {
         Some((f, model)) => (f.label(), Some(model)),
         None => ("none".to_string(), None),
     };
-    let hits = answer
-        .pointer_mut("/hits/hits")
-        .and_then(Value::as_array_mut)
-        .map(std::mem::take)
-        .unwrap_or_default();
     let upstream_ids: Vec<String> = hits.iter().map(hit_id).collect();
     let mut slots: Vec<Option<Value>> = hits.into_iter().map(Some).collect();
     let mut order = Vec::with_capacity(slots.len());
@@ -392,13 +438,13 @@ async fn rerank_hits(proxy: &Proxy, plan: &Plan, answer: &mut Value) -> Result<D
             Metrics::of(&reranked, judged),
         )
     });
-    Ok(Done {
+    Done {
         max_score: outcome.ranking.first().map(|r| f64::from(r.score)),
         order,
         took,
         fusion,
         eval,
-    })
+    }
 }
 
 fn hit_id(hit: &Value) -> String {
@@ -494,8 +540,8 @@ pub(super) async fn msearch(proxy: &Proxy, req: Request) -> Result<Response, Pro
     let mut out = String::new();
     let mut plans = Vec::new();
     for pair in parsed.chunks(2) {
-        let (head, body) = (&pair[0], pair[1].clone());
-        let decision = decide(&proxy.inner.config, &[], Some(body))?;
+        let (head, body) = (&pair[0], &pair[1]);
+        let decision = decide(&proxy.inner.config, &[], Some(body.clone()))?;
         out.push_str(&head.to_string());
         out.push('\n');
         match decision {
@@ -503,45 +549,30 @@ pub(super) async fn msearch(proxy: &Proxy, req: Request) -> Result<Response, Pro
                 out.push_str(&plan.body.to_string());
                 plans.push(Ok(plan));
             }
-            Decision::Pass { skip, body } => {
-                out.push_str(
-                    &body
-                        .unwrap_or_else(|| Value::Object(Map::new()))
-                        .to_string(),
-                );
+            Decision::Pass { skip, stripped } => {
+                out.push_str(&stripped.as_ref().unwrap_or(body).to_string());
                 stats.skipped(&skip);
                 plans.push(Err(skip));
             }
         }
         out.push('\n');
     }
-    let url = proxy.upstream_url(&inc.path, inc.query.as_deref())?;
-    let mut headers = inc.headers.clone();
-    headers.remove(header::ACCEPT_ENCODING);
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/x-ndjson"),
-    );
-    let t0 = Instant::now();
-    let answer = proxy
-        .send(inc.method.clone(), url, headers, out.into())
-        .await?;
-    let cap = proxy.inner.config.max_response_bytes;
-    let (status, headers, bytes) = match read_bounded(answer, cap).await? {
-        Read::Whole(s, h, b) => (s, h, b),
-        Read::TooLarge => {
-            let skip = Skip::TooLarge(cap);
-            stats.skipped(&skip);
-            return inc.pass(proxy, &skip).await;
-        }
-    };
-    let upstream = t0.elapsed();
-    let mut answer: Value = match serde_json::from_slice(&bytes) {
-        Ok(v) if status.is_success() => v,
-        _ => {
-            let skip = Skip::Upstream(status.as_u16());
-            return inc.pass(proxy, &skip).await;
-        }
+    let Answer {
+        status,
+        headers,
+        json: mut answer,
+        upstream,
+    } = match inc
+        .ask(
+            proxy,
+            inc.query.as_deref(),
+            "application/x-ndjson",
+            out.into_bytes(),
+        )
+        .await?
+    {
+        Ok(a) => a,
+        Err(skip) => return inc.pass(proxy, &skip).await,
     };
     let Some(responses) = answer.get_mut("responses").and_then(Value::as_array_mut) else {
         return inc.pass(proxy, &Skip::NotJson).await;
