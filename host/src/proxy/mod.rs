@@ -14,8 +14,9 @@
 //! * [`plan`]: reading a search — its query text, paging, sorting, source
 //!   filtering and the request's `nboost` options — into a decision:
 //!   rerank (and how to ask the upstream) or pass through (and why).
-//! * [`search`]: `_search` and `_msearch`: ask for the top `topn`, rerank,
-//!   answer the page asked for in the new order.
+//! * [`search`]: `_search`: ask for the top `topn`, rerank, answer the
+//!   page asked for in the new order; [`msearch`]: the same per search of
+//!   an `_msearch`.
 //! * [`status`]: counters and latencies, `GET /nboost/status` (JSON) and
 //!   `GET /nboost` (a self-contained HTML page).
 //!
@@ -38,6 +39,7 @@
 //! is asked again as the client sent it and streamed through.
 
 mod forward;
+mod msearch;
 mod plan;
 mod query;
 mod search;
@@ -197,7 +199,7 @@ async fn dispatch(State(proxy): State<Proxy>, req: Request) -> Response {
     let r = route(req.method(), req.uri().path());
     let answer = match r {
         Route::Search => search::search(&proxy, req).await,
-        Route::Msearch => search::msearch(&proxy, req).await,
+        Route::Msearch => msearch::msearch(&proxy, req).await,
         Route::Forward => forward::passthrough(&proxy, req).await,
     };
     answer.unwrap_or_else(|e| {

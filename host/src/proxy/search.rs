@@ -23,23 +23,26 @@ use super::{Proxy, ProxyError};
 use crate::relevance::{Judgements, Metrics};
 use crate::service::{Caller, RerankJob, ServiceError, Shaping};
 
-const RERANKED: HeaderName = HeaderName::from_static("x-nboost-reranked");
+pub(super) const RERANKED: HeaderName = HeaderName::from_static("x-nboost-reranked");
 const SKIPPED: HeaderName = HeaderName::from_static("x-nboost-skipped");
 
 /// The parts of a search request the proxy needs again.
-struct Incoming {
+pub(super) struct Incoming {
     method: reqwest::Method,
     path: String,
     params: Vec<(String, String)>,
-    query: Option<String>,
+    pub(super) query: Option<String>,
     headers: HeaderMap,
-    body: Bytes,
+    pub(super) body: Bytes,
 }
 
 /// Read a search request; `Err(response)` when its body was over
 /// `max_request_bytes`: then it went upstream as it came (what was read,
 /// then the rest, streamed) and its answer is streamed back, un-reranked.
-async fn incoming(proxy: &Proxy, req: Request) -> Result<Result<Incoming, Response>, ProxyError> {
+pub(super) async fn incoming(
+    proxy: &Proxy,
+    req: Request,
+) -> Result<Result<Incoming, Response>, ProxyError> {
     let (parts, body) = req.into_parts();
     let limit = proxy.inner.config.max_request_bytes;
     let query = parts.uri.query().map(str::to_string);
@@ -79,7 +82,7 @@ async fn incoming(proxy: &Proxy, req: Request) -> Result<Result<Incoming, Respon
 impl Incoming {
     /// Send the request upstream as the client sent it and stream the
     /// answer back, saying (and counting) why it was not reranked.
-    async fn pass(self, proxy: &Proxy, skip: &Skip) -> Result<Response, ProxyError> {
+    pub(super) async fn pass(self, proxy: &Proxy, skip: &Skip) -> Result<Response, ProxyError> {
         proxy.inner.stats.skipped(skip);
         let url = proxy.upstream_url(&self.path, self.query.as_deref());
         let answer = proxy
@@ -93,7 +96,7 @@ impl Incoming {
     /// Send `body` (of `content_type`) upstream at this request's path with
     /// `query`, uncompressed, and read the answer whole: the answer and the
     /// upstream time, or why it cannot be reranked.
-    async fn ask(
+    pub(super) async fn ask(
         &self,
         proxy: &Proxy,
         query: Option<&str>,
@@ -132,11 +135,11 @@ impl Incoming {
 }
 
 /// An upstream answer read whole.
-struct Answer {
-    status: reqwest::StatusCode,
-    headers: HeaderMap,
-    json: Value,
-    upstream: Duration,
+pub(super) struct Answer {
+    pub(super) status: reqwest::StatusCode,
+    pub(super) headers: HeaderMap,
+    pub(super) json: Value,
+    pub(super) upstream: Duration,
 }
 
 fn skip_header(skip: &Skip) -> (HeaderName, String) {
@@ -153,7 +156,11 @@ fn skip_header(skip: &Skip) -> (HeaderName, String) {
     (SKIPPED, text)
 }
 
-fn json_response(status: reqwest::StatusCode, mut headers: HeaderMap, body: &Value) -> Response {
+pub(super) fn json_response(
+    status: reqwest::StatusCode,
+    mut headers: HeaderMap,
+    body: &Value,
+) -> Response {
     headers.remove(header::CONTENT_LENGTH);
     headers.insert(
         header::CONTENT_TYPE,
@@ -225,7 +232,7 @@ pub(super) async fn search(proxy: &Proxy, req: Request) -> Result<Response, Prox
     Ok(json_response(status, headers, &answer))
 }
 
-fn strict_error(skip: &Skip) -> ProxyError {
+pub(super) fn strict_error(skip: &Skip) -> ProxyError {
     ProxyError::new(
         StatusCode::BAD_GATEWAY,
         "nboost_rerank_failed",
@@ -247,7 +254,7 @@ fn encode(params: &[(String, String)]) -> Option<String> {
 /// Rerank one search answer in place (hits, `max_score`, the `nboost`
 /// section), or cut it to the client's page in the upstream order and
 /// say why. Records the outcome in the proxy's stats.
-async fn rerank_answer(
+pub(super) async fn rerank_answer(
     proxy: &Proxy,
     plan: &Plan,
     answer: &mut Value,
@@ -513,105 +520,6 @@ fn strip_added(hit: &mut Value, plan: &Plan) {
             h.remove("fields");
         }
     }
-}
-
-/// `GET|POST /_msearch`, `/{index}/_msearch`: each search of the NDJSON
-/// body decided and reranked on its own, in one upstream call.
-pub(super) async fn msearch(proxy: &Proxy, req: Request) -> Result<Response, ProxyError> {
-    let inc = match incoming(proxy, req).await? {
-        Ok(inc) => inc,
-        Err(passed) => return Ok(passed),
-    };
-    let stats = &proxy.inner.stats;
-    let Ok(text) = std::str::from_utf8(&inc.body) else {
-        return inc.pass(proxy, &Skip::NotJson).await;
-    };
-    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-    let mut parsed = Vec::new();
-    for l in &lines {
-        match serde_json::from_str::<Value>(l) {
-            Ok(v) => parsed.push(v),
-            Err(_) => return inc.pass(proxy, &Skip::NotJson).await,
-        }
-    }
-    if parsed.len() % 2 != 0 {
-        return inc.pass(proxy, &Skip::NotJson).await;
-    }
-    let mut out = String::new();
-    let mut plans = Vec::new();
-    for pair in parsed.chunks(2) {
-        let (head, body) = (&pair[0], &pair[1]);
-        let decision = decide(&proxy.inner.config, &[], Some(body.clone()))?;
-        out.push_str(&head.to_string());
-        out.push('\n');
-        match decision {
-            Decision::Rerank(plan) => {
-                out.push_str(&plan.body.to_string());
-                plans.push(Ok(plan));
-            }
-            Decision::Pass { skip, stripped } => {
-                out.push_str(&stripped.as_ref().unwrap_or(body).to_string());
-                stats.skipped(&skip);
-                plans.push(Err(skip));
-            }
-        }
-        out.push('\n');
-    }
-    let Answer {
-        status,
-        headers,
-        json: mut answer,
-        upstream,
-    } = match inc
-        .ask(
-            proxy,
-            inc.query.as_deref(),
-            "application/x-ndjson",
-            out.into_bytes(),
-        )
-        .await?
-    {
-        Ok(a) => a,
-        Err(skip) => return inc.pass(proxy, &skip).await,
-    };
-    let Some(responses) = answer.get_mut("responses").and_then(Value::as_array_mut) else {
-        return inc.pass(proxy, &Skip::NotJson).await;
-    };
-    let strict = proxy.inner.config.strict;
-    let mut reranked = 0;
-    let tasks = responses.iter_mut().zip(&plans).map(|(resp, plan)| async move {
-        match plan {
-            Ok(plan) if resp.get("error").is_none() => {
-                match rerank_answer(proxy, plan, resp, upstream).await {
-                    Ok(()) => true,
-                    Err(skip) if strict && skip.is_failure() => {
-                        let e = strict_error(&skip);
-                        *resp = json!({"error": {"type": e.kind, "reason": e.reason}, "status": 502});
-                        false
-                    }
-                    Err(_) => false,
-                }
-            }
-            Ok(_) => false,
-            Err(skip) => {
-                if let Some(obj) = resp.as_object_mut() {
-                    obj.insert(
-                        "nboost".into(),
-                        json!({"reranked": false, "skipped": skip.code(), "reason": skip.reason()}),
-                    );
-                }
-                false
-            }
-        }
-    });
-    for done in futures_util::future::join_all(tasks).await {
-        reranked += usize::from(done);
-    }
-    let mut headers = headers;
-    if let Ok(v) = format!("{reranked}/{}", plans.len()).parse() {
-        headers.insert(RERANKED, v);
-    }
-    Ok(json_response(status, headers, &answer))
 }
 
 #[cfg(test)]
