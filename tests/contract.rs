@@ -31,6 +31,16 @@ fn minilm_keeps_the_contract() {
 }
 
 #[test]
+fn python_lexical_keeps_the_contract() {
+    keeps_the_contract("lexical-py");
+}
+
+#[test]
+fn javascript_minilm_keeps_the_contract() {
+    keeps_the_contract("minilm-js");
+}
+
+#[test]
 fn cross_encoder_keeps_the_contract() {
     keeps_the_contract("cross-encoder");
 }

@@ -13,6 +13,7 @@ mod holes;
 mod holes_server;
 mod model;
 mod operations;
+mod polyglot;
 mod proxy;
 mod proxy_failures;
 mod proxy_page;

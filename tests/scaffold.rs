@@ -106,3 +106,76 @@ fn bad_names_and_occupied_directories_are_refused() {
         "clap refuses an unknown language"
     );
 }
+
+/// Scaffold `name` in `lang`, run its native tests and its build with
+/// `test` and `build` (in its directory, `.venv/bin` first on PATH), then
+/// check the built `name.wasm` with the contract suite and serve it through
+/// its manifest snippet.
+fn scaffold_in(lang: &str, name: &str, test: &[&str], build: &[&str]) {
+    let dir = tempfile::tempdir().unwrap();
+    succeeds(
+        nboost()
+            .args(["new", "component", name, "--lang", lang, "--dir"])
+            .arg(dir.path()),
+    );
+    let root = dir.path().join(name);
+    assert_eq!(
+        std::fs::read_to_string(root.join("wit/reranker.wit")).unwrap(),
+        std::fs::read_to_string(repo().join("wit/reranker.wit")).unwrap(),
+    );
+    let path = format!(
+        "{}:{}",
+        repo().join(".venv/bin").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    for argv in [test, build] {
+        succeeds(
+            Command::new(argv[0])
+                .args(&argv[1..])
+                .current_dir(&root)
+                .env("PATH", &path),
+        );
+    }
+    let wasm = root.join(format!("{name}.wasm"));
+    let stdout = succeeds(nboost().args(["components", "test"]).arg(&wasm));
+    assert!(stdout.contains("10 of 10 checks passed"), "{stdout}");
+
+    let manifest = dir.path().join("nboost.toml");
+    std::fs::copy(root.join("manifest-snippet.toml"), &manifest).unwrap();
+    let out = succeeds(
+        nboost()
+            .arg("--manifest")
+            .arg(&manifest)
+            .args(["rerank", "-c", name, "-q", "wing lift", "--json"])
+            .args(["--passage", "bread", "--passage", "the lift of a wing"]),
+    );
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v[0]["index"], 1, "{v}");
+    assert_eq!(v[0]["score"], 1.0, "{v}");
+}
+
+#[test]
+fn a_scaffolded_python_component_builds_and_keeps_the_contract() {
+    scaffold_in(
+        "python",
+        "py-overlap",
+        &["python", "-m", "unittest", "-q"],
+        &["bash", "build.sh"],
+    );
+}
+
+#[test]
+fn a_scaffolded_javascript_component_builds_and_keeps_the_contract() {
+    // `npm install` fetches componentize-js from the npm registry (a
+    // registry this machine reaches; its cache makes reruns quick).
+    scaffold_in(
+        "js",
+        "js-overlap",
+        &["npm", "test", "--silent"],
+        &[
+            "bash",
+            "-c",
+            "npm install --silent --no-audit --no-fund && npm run --silent build",
+        ],
+    );
+}

@@ -1,6 +1,8 @@
-//! `nboost new component NAME`: a working plugin to start from — the
-//! contract (`wit/`, vendored from this host's own), a build that makes a
-//! component, a native unit test, a manifest snippet. It builds and passes
+//! `nboost new component NAME [--lang rust|python|js]`: a working plugin to
+//! start from — the contract (`wit/`, vendored from this host's own), a
+//! build that makes a component with the language's standard component
+//! tooling (cargo, componentize-py, componentize-js), a native unit test, a
+//! manifest snippet. It builds and passes
 //! `nboost components test` unmodified (tests/scaffold.rs proves it).
 
 use std::path::{Path, PathBuf};
@@ -31,6 +33,35 @@ pub enum NewCommand {
 pub enum Lang {
     /// Rust with wit-bindgen, built for wasm32-wasip2.
     Rust,
+    /// Python, built with componentize-py (`--stub-wasi`: imports nothing).
+    Python,
+    /// JavaScript, built with componentize-js.
+    Js,
+}
+
+impl Lang {
+    /// The files of this language's scaffold (templates).
+    fn templates(self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            Lang::Rust => &RUST,
+            Lang::Python => &PYTHON,
+            Lang::Js => &JS,
+        }
+    }
+
+    /// What to run next, in the new directory.
+    fn next_steps(self, crate_file: &str, name: &str) -> String {
+        match self {
+            Lang::Rust => format!(
+                "cargo build --release --target wasm32-wasip2\n  \
+                 nboost components test target/wasm32-wasip2/release/{crate_file}.wasm"
+            ),
+            Lang::Python => format!("bash build.sh\n  nboost components test {name}.wasm"),
+            Lang::Js => {
+                format!("npm install && npm run build\n  nboost components test {name}.wasm")
+            }
+        }
+    }
 }
 
 /// The contract, as this host was built with it.
@@ -54,6 +85,44 @@ const RUST: [(&str, &str); 5] = [
         include_str!("scaffold/rust/manifest-snippet.toml.tmpl"),
     ),
     (".gitignore", "target/\n"),
+];
+
+const PYTHON: [(&str, &str); 7] = [
+    ("app.py", include_str!("scaffold/python/app.py.tmpl")),
+    (
+        "overlap.py",
+        include_str!("scaffold/python/overlap.py.tmpl"),
+    ),
+    (
+        "test_overlap.py",
+        include_str!("scaffold/python/test_overlap.py.tmpl"),
+    ),
+    ("build.sh", include_str!("scaffold/python/build.sh.tmpl")),
+    ("README.md", include_str!("scaffold/python/README.md.tmpl")),
+    (
+        "manifest-snippet.toml",
+        include_str!("scaffold/python/manifest-snippet.toml.tmpl"),
+    ),
+    (".gitignore", include_str!("scaffold/python/gitignore.tmpl")),
+];
+
+const JS: [(&str, &str); 7] = [
+    ("reranker.js", include_str!("scaffold/js/reranker.js.tmpl")),
+    ("overlap.js", include_str!("scaffold/js/overlap.js.tmpl")),
+    (
+        "overlap.test.js",
+        include_str!("scaffold/js/overlap.test.js.tmpl"),
+    ),
+    (
+        "package.json",
+        include_str!("scaffold/js/package.json.tmpl"),
+    ),
+    ("README.md", include_str!("scaffold/js/README.md.tmpl")),
+    (
+        "manifest-snippet.toml",
+        include_str!("scaffold/js/manifest-snippet.toml.tmpl"),
+    ),
+    (".gitignore", include_str!("scaffold/js/gitignore.tmpl")),
 ];
 
 fn check(name: &str) -> anyhow::Result<()> {
@@ -97,18 +166,16 @@ impl NewCommand {
                 .replace("{{crate_file}}", &crate_file)
                 .replace("{{dir}}", &abs.display().to_string())
         };
-        let templates: &[(&str, &str)] = match lang {
-            Lang::Rust => &RUST,
-        };
+        let templates = lang.templates();
         let mut files: Vec<(&str, String)> = WIT.iter().map(|(p, t)| (*p, t.to_string())).collect();
         files.extend(templates.iter().map(|(p, t)| (*p, fill(t))));
         write_all(&root, &files)?;
         println!(
-            "created {} ({} files)\n  cd {}\n  cargo build --release --target wasm32-wasip2\n  \
-             nboost components test target/wasm32-wasip2/release/{crate_file}.wasm",
+            "created {} ({} files)\n  cd {}\n  {}",
             root.display(),
             files.len(),
-            root.display()
+            root.display(),
+            lang.next_steps(&crate_file, &name)
         );
         Ok(())
     }

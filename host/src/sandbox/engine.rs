@@ -68,8 +68,12 @@ impl SandboxEngine {
             // instance, not the default thousand (2 GiB of reservations).
             pool.total_stacks(n);
             // A Rust wasip2 component holds a few core instances (main module
-            // plus shims), one or two memories and tables.
+            // plus shims), one or two memories and tables; a Python one
+            // (componentize-py: CPython and libc as separately linked
+            // modules) about 35, so the per-component cap is 64 and the
+            // total is an average of 8 per slot.
             pool.total_core_instances(n * 8);
+            pool.max_core_instances_per_component(64);
             pool.total_memories(n * 2);
             pool.total_tables(n * 4);
             pool.max_memories_per_component(4);

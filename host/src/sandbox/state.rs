@@ -137,7 +137,10 @@ impl wasmtime::ResourceLimiter for Limiter {
     }
 
     fn instances(&self) -> usize {
-        32
+        // Core instances per store: a Rust plugin needs a handful, a Python
+        // one (componentize-py links CPython, libc and the app as separate
+        // modules) about 35.
+        64
     }
 
     fn tables(&self) -> usize {
