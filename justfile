@@ -68,6 +68,11 @@ eval component="minilm" backend="ort": components model release
 bench-proxy: components model release
     bash bench/proxy.sh
 
+# Plugins in Python and JavaScript next to their Rust twins: size, cold
+# start, peak RSS, per-call cost.
+bench-polyglot: components model release
+    bash bench/polyglot.sh
+
 # Throughput on 1 query x 100 passages (~100 tokens), all back-ends and native ORT, one run.
 bench: components model release
     bash bench/run.sh

@@ -39,16 +39,20 @@ if [ ! -d components/js-minilm/node_modules ]; then
   (cd components/js-minilm && npm ci --silent --no-audit --no-fund)
 fi
 
-# Headless Chromium (Debian's `chromium`) for the test of the proxy's status
-# page; the OpenSearch node the proxy tests use needs Java 17 and Maven,
-# which the base image has (../shared/opensearch/run.sh builds it).
-if ! command -v chromium >/dev/null 2>&1; then
+# Debian packages the tests use: headless Chromium for the proxy's status
+# page, the Distribution registry server (`docker-registry`) for the OCI
+# push/pull tests. The OpenSearch node the proxy tests use needs Java 17 and
+# Maven, which the base image has (../shared/opensearch/run.sh builds it).
+missing=()
+command -v chromium >/dev/null 2>&1 || missing+=(chromium fonts-dejavu-core)
+[ -x /usr/bin/docker-registry ] || missing+=(docker-registry)
+if [ ${#missing[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" = 0 ] || sudo="sudo -n"
   if $sudo true 2>/dev/null; then
     $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   else
-    echo "bootstrap: cannot install chromium (no root); the status-page test will skip" >&2
+    echo "bootstrap: cannot install ${missing[*]} (no root); the tests that need them will skip" >&2
   fi
 fi

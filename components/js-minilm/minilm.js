@@ -65,9 +65,9 @@ function configure(settings) {
   }
   state = { ...s, tokenizer, context };
   return {
-    name: 'all-MiniLM-L6-v2',
+    name: s.graph,
     version: '0.1.0-js',
-    description: 'all-MiniLM-L6-v2 bi-encoder in JavaScript (componentize-js), cosine similarity',
+    description: 'BERT bi-encoder (mean pooling, cosine similarity) in JavaScript (componentize-js)',
     preferredBatchSize: Math.max(1, s.batchSize - 1),
     maxTokens: s.maxTokens,
   };

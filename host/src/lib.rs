@@ -19,6 +19,8 @@
 //!   [`Reranker`]).
 //! * [`bundle`]: signed bundles (component, settings, files, graphs in
 //!   one verified file) that become a manifest for edge nodes.
+//! * [`oci`]: components, bundles and the WIT package to and from OCI
+//!   registries (pull, check digests and kind; the caller verifies).
 //! * [`registry`]: the manifest and the load path of a component: read,
 //!   validate, compile (through the artifact cache, untrusted files in a
 //!   limited subprocess), link. Loads only what is asked for.
@@ -44,6 +46,7 @@ pub mod fusion;
 pub mod meter;
 pub mod names;
 pub mod nn;
+pub mod oci;
 pub mod proxy;
 pub mod registry;
 pub mod relevance;

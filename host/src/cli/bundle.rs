@@ -1,5 +1,5 @@
-//! `nboost keys generate`, `nboost bundle build | sign | verify | inspect`,
-//! and the verification `nboost rerank --bundle` shares.
+//! `nboost keys generate`, `nboost bundle build | sign | verify | inspect |
+//! push | pull`, and the verification `nboost rerank --bundle` shares.
 
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -91,6 +91,33 @@ pub enum BundleCommand {
     Inspect {
         /// The bundle.
         file: PathBuf,
+    },
+    /// Push a bundle to an OCI registry (`registry/repository:tag`).
+    Push {
+        /// The bundle.
+        file: PathBuf,
+        /// Where to.
+        reference: String,
+        #[command(flatten)]
+        registry: super::oci::RegistryArgs,
+    },
+    /// Pull a bundle from an OCI registry (`…:tag`, or `…@sha256:…` to pin
+    /// it), verify it as an edge node would, and only then write it (exit
+    /// 3 when refused; nothing is written).
+    Pull {
+        /// From where.
+        reference: String,
+        /// The bundle file to write (e.g. into an edge node's `--bundles`).
+        #[arg(long, short)]
+        out: PathBuf,
+        /// A trusted public key (repeatable).
+        #[arg(long, required = true)]
+        trusted_key: Vec<PathBuf>,
+        /// A file of revoked bundle digests or key ids, one per line.
+        #[arg(long)]
+        revoked: Option<PathBuf>,
+        #[command(flatten)]
+        registry: super::oci::RegistryArgs,
     },
 }
 
@@ -207,6 +234,35 @@ impl BundleCommand {
                     manifest.parts.len()
                 );
                 Ok(())
+            }
+            Self::Push {
+                file,
+                reference,
+                registry,
+            } => super::oci::push_bundle(&file, &reference, &registry),
+            Self::Pull {
+                reference,
+                out,
+                trusted_key,
+                revoked,
+                registry,
+            } => {
+                let trusted = trusted_keys(&trusted_key)?;
+                let policy = policy(revoked.as_deref())?;
+                super::oci::pull_bundle(
+                    &reference,
+                    &out,
+                    |p| {
+                        let (m, key_id) = bundle::verify(p, &trusted, &policy)?;
+                        Ok(format!(
+                            "`{}` {} signed by key {key_id}, {} parts verified",
+                            m.name,
+                            m.version,
+                            m.parts.len()
+                        ))
+                    },
+                    &registry,
+                )
             }
             Self::Inspect { file } => {
                 let (bm, key) = bundle::inspect(&file)?;

@@ -49,6 +49,27 @@ pub enum ComponentsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Push a component file to an OCI registry as a Wasm OCI artifact
+    /// (validated first).
+    Push {
+        /// The .wasm file.
+        file: PathBuf,
+        /// Where to: `registry/repository:tag`.
+        reference: String,
+        #[command(flatten)]
+        registry: super::oci::RegistryArgs,
+    },
+    /// Pull a component from an OCI registry; written only if it passes
+    /// validation (exit 3 otherwise).
+    Pull {
+        /// From where (`…:tag`, or `…@sha256:…` to pin it).
+        reference: String,
+        /// The .wasm file to write.
+        #[arg(long, short)]
+        out: PathBuf,
+        #[command(flatten)]
+        registry: super::oci::RegistryArgs,
+    },
 }
 
 fn key_value(s: &str) -> Result<(String, String), String> {
@@ -61,6 +82,16 @@ fn key_value(s: &str) -> Result<(String, String), String> {
 impl ComponentsCommand {
     pub fn run(self, global: &GlobalArgs) -> Result<(), CliError> {
         match self {
+            Self::Push {
+                file,
+                reference,
+                registry,
+            } => super::oci::push_component(&file, &reference, &registry),
+            Self::Pull {
+                reference,
+                out,
+                registry,
+            } => super::oci::pull_component(&reference, &out, &registry),
             Self::List => {
                 let m = global.manifest()?;
                 println!("{:<20} {:<12} path", "name", "graphs");

@@ -7,6 +7,7 @@ mod components;
 #[cfg(feature = "eval")]
 mod eval;
 mod new;
+mod oci;
 mod proxy;
 mod rerank;
 mod serve;
@@ -183,6 +184,10 @@ enum Command {
     /// Add tenants, rotate their keys, set their quotas.
     #[command(subcommand)]
     Tenants(tenants::TenantsCommand),
+    /// The WIT contract (`nboost:reranker`) in an OCI registry, in `wkg`'s
+    /// layout: push, pull.
+    #[command(subcommand)]
+    Wit(oci::WitCommand),
 }
 
 /// A CLI failure: a message and an exit code.
@@ -248,6 +253,7 @@ impl Cli {
             Command::Bundle(c) => c.run(&self.global),
             Command::New(c) => c.run(),
             Command::Tenants(c) => c.run(),
+            Command::Wit(c) => c.run(),
         }
     }
 }

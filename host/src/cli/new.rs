@@ -25,7 +25,27 @@ pub enum NewCommand {
         /// Where its directory goes.
         #[arg(long, default_value = ".")]
         dir: PathBuf,
+        /// What it starts as: a self-contained scorer, or an ONNX
+        /// bi-encoder run through the host's wasi-nn back-ends.
+        #[arg(long, value_enum, default_value = "overlap")]
+        template: Template,
+        /// `bi-encoder`: the ONNX graph (e.g. `models/.../model.onnx`).
+        #[arg(long, required_if_eq("template", "bi-encoder"))]
+        graph: Option<PathBuf>,
+        /// `bi-encoder`: its `tokenizer.json` (BERT WordPiece).
+        #[arg(long, required_if_eq("template", "bi-encoder"))]
+        tokenizer: Option<PathBuf>,
     },
+}
+
+/// Scaffold templates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Template {
+    /// Query-word overlap: no model, the smallest working plugin.
+    Overlap,
+    /// A BERT bi-encoder over an ONNX graph through wasi-nn (mean pooling,
+    /// cosine): JavaScript only (Rust: start from `components/minilm`).
+    BiEncoder,
 }
 
 /// Scaffold languages.
@@ -41,12 +61,25 @@ pub enum Lang {
 
 impl Lang {
     /// The files of this language's scaffold (templates).
-    fn templates(self) -> &'static [(&'static str, &'static str)] {
-        match self {
-            Lang::Rust => &RUST,
-            Lang::Python => &PYTHON,
-            Lang::Js => &JS,
-        }
+    fn templates(
+        self,
+        template: Template,
+    ) -> anyhow::Result<&'static [(&'static str, &'static str)]> {
+        Ok(match (self, template) {
+            (Lang::Rust, Template::Overlap) => &RUST,
+            (Lang::Python, Template::Overlap) => &PYTHON,
+            (Lang::Js, Template::Overlap) => &JS,
+            (Lang::Js, Template::BiEncoder) => &JS_BI_ENCODER,
+            (Lang::Rust, Template::BiEncoder) => anyhow::bail!(
+                "the bi-encoder template is JavaScript only; a Rust one starts from \
+                 components/minilm in the nboost repository (`--lang js` scaffolds it)"
+            ),
+            (Lang::Python, Template::BiEncoder) => anyhow::bail!(
+                "a Python plugin cannot call wasi:nn: componentize-py's CPython imports \
+                 wasi:sockets, which the sandbox refuses, and --stub-wasi, which removes them, \
+                 stubs wasi:nn too; use `--lang js`"
+            ),
+        })
     }
 
     /// What to run next, in the new directory.
@@ -125,6 +158,53 @@ const JS: [(&str, &str); 7] = [
     (".gitignore", include_str!("scaffold/js/gitignore.tmpl")),
 ];
 
+/// The JavaScript bi-encoder: the code of `components/js-minilm` itself
+/// (tested there against the Rust `minilm`), with its own build and test.
+const JS_BI_ENCODER: [(&str, &str); 9] = [
+    (
+        "minilm.js",
+        include_str!("../../../components/js-minilm/minilm.js"),
+    ),
+    (
+        "wordpiece.js",
+        include_str!("../../../components/js-minilm/wordpiece.js"),
+    ),
+    (
+        "unicode.js",
+        include_str!("../../../components/js-minilm/unicode.js"),
+    ),
+    (
+        "wordpiece.test.js",
+        include_str!("scaffold/js-bi-encoder/wordpiece.test.js.tmpl"),
+    ),
+    (
+        "package.json",
+        include_str!("scaffold/js-bi-encoder/package.json.tmpl"),
+    ),
+    (
+        "README.md",
+        include_str!("scaffold/js-bi-encoder/README.md.tmpl"),
+    ),
+    (
+        "manifest-snippet.toml",
+        include_str!("scaffold/js-bi-encoder/manifest-snippet.toml.tmpl"),
+    ),
+    (".gitignore", include_str!("scaffold/js/gitignore.tmpl")),
+    (
+        "tools/unicode_tables.py",
+        include_str!("../../../tools/unicode_tables.py"),
+    ),
+];
+
+fn absolute(flag: &str, path: Option<&Path>) -> anyhow::Result<String> {
+    let Some(path) = path else {
+        return Ok(String::new());
+    };
+    let abs =
+        std::fs::canonicalize(path).with_context(|| format!("--{flag} {}", path.display()))?;
+    Ok(abs.display().to_string())
+}
+
 fn check(name: &str) -> anyhow::Result<()> {
     // The rule every component name follows (manifest, uploads).
     nboost::names::check_name(name).map_err(|e| anyhow::anyhow!("`{name}`: {e}"))
@@ -144,8 +224,18 @@ fn write_all(root: &Path, files: &[(&str, String)]) -> anyhow::Result<()> {
 
 impl NewCommand {
     pub fn run(self) -> Result<(), CliError> {
-        let Self::Component { name, lang, dir } = self;
+        let Self::Component {
+            name,
+            lang,
+            dir,
+            template,
+            graph,
+            tokenizer,
+        } = self;
         check(&name)?;
+        let templates = lang.templates(template)?;
+        let graph = absolute("graph", graph.as_deref())?;
+        let tokenizer = absolute("tokenizer", tokenizer.as_deref())?;
         let root = dir.join(&name);
         if root.exists()
             && std::fs::read_dir(&root)
@@ -165,8 +255,9 @@ impl NewCommand {
                 .replace("{{crate}}", &crate_name)
                 .replace("{{crate_file}}", &crate_file)
                 .replace("{{dir}}", &abs.display().to_string())
+                .replace("{{graph}}", &graph)
+                .replace("{{tokenizer}}", &tokenizer)
         };
-        let templates = lang.templates();
         let mut files: Vec<(&str, String)> = WIT.iter().map(|(p, t)| (*p, t.to_string())).collect();
         files.extend(templates.iter().map(|(p, t)| (*p, fill(t))));
         write_all(&root, &files)?;
