@@ -68,6 +68,12 @@ eval component="minilm" backend="ort": components model release
 bench-proxy: components model release
     bash bench/proxy.sh
 
+# Cold start (process start -> first answer) and peak RSS: manifest vs
+# signed precompiled bundle, tract / ORT / lexical, 1 vs 1000 components,
+# and the native Python ONNX Runtime route.
+bench-coldstart: components model release
+    bash bench/coldstart.sh
+
 # Plugins in Python and JavaScript next to their Rust twins: size, cold
 # start, peak RSS, per-call cost.
 bench-polyglot: components model release

@@ -96,6 +96,30 @@ fn bad_names_and_occupied_directories_are_refused() {
         std::fs::read_to_string(dir.path().join("taken/keep.txt")).unwrap(),
         "mine"
     );
+    let py_nn = nboost()
+        .args([
+            "new",
+            "component",
+            "x",
+            "--lang",
+            "python",
+            "--template",
+            "bi-encoder",
+        ])
+        .args([
+            "--graph",
+            "nboost.toml",
+            "--tokenizer",
+            "nboost.toml",
+            "--dir",
+        ])
+        .arg(dir.path())
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    assert_eq!(py_nn.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&py_nn.stderr).contains("wasi:nn"));
+    assert!(!dir.path().join("x").exists(), "nothing scaffolded");
     let lang = nboost()
         .args(["new", "component", "x", "--lang", "cobol"])
         .output()

@@ -7,10 +7,18 @@
 use std::io::Write;
 use std::path::Path;
 
+/// The directory `path` is in (`.` for a bare file name).
+fn parent(path: &Path) -> &Path {
+    match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    }
+}
+
 /// Write `data` to `path` atomically through the temporary file `tmp` (in
 /// the same directory; removed if anything fails).
 pub fn write_atomic_via(tmp: &Path, path: &Path, data: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
+    let dir = parent(path);
     std::fs::create_dir_all(dir)?;
     let write = || -> std::io::Result<()> {
         let mut f = std::fs::File::create(tmp)?;
@@ -30,7 +38,7 @@ pub fn write_atomic_via(tmp: &Path, path: &Path, data: &[u8]) -> std::io::Result
 pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
     use std::sync::atomic::{AtomicUsize, Ordering};
     static SEQ: AtomicUsize = AtomicUsize::new(0);
-    let dir = path.parent().unwrap_or(Path::new("."));
+    let dir = parent(path);
     let tmp = dir.join(format!(
         ".{}.{}-{}.tmp",
         path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),

@@ -127,6 +127,28 @@ pub enum PartKind {
         /// The setting.
         key: String,
     },
+    /// The component compiled ahead of time (`nboost compile`): native
+    /// code, loaded only from a bundle whose signature verified, on a node
+    /// of `target`, and only if wasmtime accepts it for the node's engine
+    /// (version, configuration, CPU features); otherwise the node compiles
+    /// the component itself (or, without a compiler, refuses).
+    Precompiled {
+        /// The target triple it was compiled for.
+        target: String,
+        /// The key of the engine that made it (`wasmtime-VERSION-HASH`).
+        engine: String,
+    },
+}
+
+/// An artifact to put in a bundle (see [`PartKind::Precompiled`]).
+#[derive(Debug, Clone)]
+pub struct Precompiled {
+    /// The target triple.
+    pub target: String,
+    /// The engine key.
+    pub engine: String,
+    /// The artifact.
+    pub bytes: Vec<u8>,
 }
 
 /// `bundle.sig`.
@@ -148,6 +170,7 @@ pub fn build(
     version: &str,
     expires: Option<u64>,
     key: Option<&ed25519_dalek::SigningKey>,
+    precompiled: &[Precompiled],
     out: &Path,
 ) -> Result<BundleManifest, BundleError> {
     let entry = manifest.components.get(component).ok_or_else(|| {
@@ -189,6 +212,16 @@ pub fn build(
             format!("files/{k}"),
             PartKind::SettingFile { key: k.clone() },
             bytes,
+        );
+    }
+    for p in precompiled {
+        add(
+            format!("precompiled/{}.cwasm", p.target),
+            PartKind::Precompiled {
+                target: p.target.clone(),
+                engine: p.engine.clone(),
+            },
+            p.bytes.clone(),
         );
     }
     let bm = BundleManifest {
@@ -370,6 +403,7 @@ impl Opened {
         let mut graphs = Vec::new();
         let mut setting_files = Vec::new();
         let mut component = PathBuf::new();
+        let mut precompiled = None;
         for p in &self.manifest.parts {
             let path = self.dir.join(&p.path);
             match &p.kind {
@@ -385,6 +419,11 @@ impl Opened {
                     });
                 }
                 PartKind::SettingFile { key } => setting_files.push((key.clone(), path)),
+                PartKind::Precompiled { target, .. } => {
+                    if *target == crate::sandbox::engine::host_triple() {
+                        precompiled = Some(path);
+                    }
+                }
             }
         }
         let name = self.manifest.name.clone();
@@ -400,6 +439,7 @@ impl Opened {
                 setting_files,
                 limits: Default::default(),
                 fusion: None,
+                precompiled,
             },
         );
         m

@@ -67,6 +67,11 @@ pub enum BundleCommand {
         /// Sign with this secret key.
         #[arg(long)]
         key: Option<PathBuf>,
+        /// Also carry the component compiled ahead of time for this target
+        /// (repeatable; no value: this host's), so that a node of that
+        /// target loads it without compiling.
+        #[arg(long, value_name = "TARGET", num_args = 0..=1, default_missing_value = "host")]
+        precompile: Vec<String>,
     },
     /// Sign a bundle in place.
     Sign {
@@ -185,12 +190,37 @@ impl BundleCommand {
                 version,
                 expires_in_days,
                 key,
+                precompile,
             } => {
                 let manifest = global.manifest()?;
                 let key = key.as_deref().map(bundle::read_secret).transpose()?;
                 let expires = expires_in_days.map(|d| now() + d * 86_400);
-                let bm =
-                    bundle::build(&manifest, &component, &version, expires, key.as_ref(), &out)?;
+                let mut artifacts = Vec::new();
+                if !precompile.is_empty() {
+                    let entry = manifest.components.get(&component).ok_or_else(|| {
+                        anyhow::anyhow!("the manifest has no component `{component}`")
+                    })?;
+                    let wasm = std::fs::read(&entry.path)
+                        .map_err(|e| anyhow::anyhow!("{}: {e}", entry.path.display()))?;
+                    for t in &precompile {
+                        let (target, engine, bytes) =
+                            super::compile::artifact(global, &manifest, &wasm, Some(t))?;
+                        artifacts.push(bundle::Precompiled {
+                            target,
+                            engine,
+                            bytes,
+                        });
+                    }
+                }
+                let bm = bundle::build(
+                    &manifest,
+                    &component,
+                    &version,
+                    expires,
+                    key.as_ref(),
+                    &artifacts,
+                    &out,
+                )?;
                 let bytes: u64 = bm.parts.iter().map(|p| p.size).sum();
                 println!(
                     "{}: `{}` {} ({}, {} parts, {bytes} bytes){}",

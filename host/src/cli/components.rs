@@ -231,6 +231,7 @@ fn test(
                     .collect(),
                 limits: Default::default(),
                 fusion: None,
+                precompiled: None,
             },
         );
         // A file from outside the manifest: compiled like an upload.

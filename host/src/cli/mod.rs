@@ -3,6 +3,7 @@
 //! everything below works on typed values.
 
 mod bundle;
+mod compile;
 mod components;
 #[cfg(feature = "eval")]
 mod eval;
@@ -166,6 +167,9 @@ enum Command {
     },
     /// Throughput of one component on a fixed request.
     Bench(rerank::BenchCommand),
+    /// Compile a component ahead of time for this host or another target
+    /// (what `bundle build --precompile` puts in a bundle).
+    Compile(compile::CompileCommand),
     /// Serve the multi-tenant HTTP API (rerank, uploads, metrics).
     Serve(serve::ServeCommand),
     /// Rerank the search hits of an Elasticsearch/OpenSearch node: a
@@ -247,6 +251,7 @@ impl Cli {
                 code: 2,
             }),
             Command::Bench(c) => c.run(&self.global),
+            Command::Compile(c) => c.run(&self.global),
             Command::Serve(c) => c.run(&self.global),
             Command::Proxy(c) => c.run(&self.global),
             Command::Keys(c) => c.run(),

@@ -96,6 +96,10 @@ pub struct ComponentEntry {
     pub limits: LimitsOverride,
     /// Its default fusion with first-stage scores.
     pub fusion: Option<Fusion>,
+    /// Its code compiled ahead of time for this host, from a verified
+    /// bundle only (never from a manifest file: see
+    /// [`crate::bundle::PartKind::Precompiled`]).
+    pub precompiled: Option<PathBuf>,
 }
 
 /// The parsed, checked manifest.
@@ -190,6 +194,7 @@ impl Manifest {
                         .collect(),
                     limits: c.limits,
                     fusion: c.fusion,
+                    precompiled: None,
                 },
             );
         }

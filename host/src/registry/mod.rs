@@ -74,6 +74,9 @@ pub struct Locked<'a> {
     pub graphs: PluginGraphs,
     /// Untrusted (not the operator's): compile in the limited subprocess.
     pub untrusted: bool,
+    /// An ahead-of-time artifact from a verified bundle, tried before
+    /// compiling.
+    pub precompiled: Option<&'a Path>,
 }
 
 /// How a component reached memory.
@@ -84,6 +87,8 @@ pub enum Origin {
     Compiled,
     /// Deserialised from the artifact cache.
     Cached,
+    /// Deserialised from a verified bundle's precompiled artifact.
+    Precompiled,
 }
 
 impl Registry {
@@ -193,6 +198,7 @@ impl Registry {
             settings,
             graphs: PluginGraphs::Named(entry.graphs.clone()),
             untrusted: false,
+            precompiled: entry.precompiled.as_deref(),
         })?;
         self.stats.loaded.fetch_add(1, Ordering::Relaxed);
         Ok(pre)
@@ -216,7 +222,9 @@ impl Registry {
             }
         }
         let isolate = self.isolation.as_ref().filter(|_| c.untrusted);
-        let (compiled, origin) = self.compile(c.bytes, &report, isolate).map_err(&invalid)?;
+        let (compiled, origin) = self
+            .compile(c.bytes, &report, isolate, c.precompiled)
+            .map_err(&invalid)?;
         let pre = self
             .linker
             .instantiate_pre(&compiled)
@@ -255,7 +263,20 @@ impl Registry {
         bytes: &[u8],
         report: &ComponentReport,
         isolate: Option<&IsolatedCompiler>,
+        precompiled: Option<&Path>,
     ) -> Result<(Component, Origin), String> {
+        if let Some(path) = precompiled {
+            match deserialize_bundled(&self.engine, path) {
+                Ok(c) => return Ok((c, Origin::Precompiled)),
+                Err(e) => tracing::warn!(
+                    target: "nboost::registry",
+                    path = %path.display(),
+                    "the bundle's precompiled artifact does not fit this engine ({}): compiling \
+                     the component instead: {e:#}",
+                    self.engine.cache_key()
+                ),
+            }
+        }
         let artifact = self.artifact_path(report);
         if let Some(path) = artifact.as_deref().filter(|p| p.is_file()) {
             match deserialize(&self.engine, path) {
@@ -314,6 +335,7 @@ impl Registry {
             settings: Vec::new(),
             graphs: PluginGraphs::Named(Vec::new()),
             untrusted: true,
+            precompiled: None,
         })?;
         plugin.check_signatures(&self.engine)?;
         Ok(report)
@@ -326,6 +348,17 @@ fn deserialize(engine: &SandboxEngine, path: &Path) -> wasmtime::Result<Componen
     // only by `Registry::compile` through an atomic rename, and keyed by
     // the engine's compatibility hash; wasmtime additionally checks the
     // header and refuses artifacts from another version or configuration.
+    unsafe { Component::deserialize_file(engine.engine(), path) }
+}
+
+#[allow(unsafe_code, reason = "wasmtime requires it to load precompiled code")]
+fn deserialize_bundled(engine: &SandboxEngine, path: &Path) -> wasmtime::Result<Component> {
+    // SAFETY: the artifact is a part of a bundle whose ed25519 signature
+    // (by a key the operator trusts) and part digests verified before it
+    // was unpacked into a directory only this node writes
+    // (`bundle::open`); it is native code the operator chose to ship.
+    // wasmtime checks its header and refuses another version,
+    // configuration or CPU feature set (the caller then compiles).
     unsafe { Component::deserialize_file(engine.engine(), path) }
 }
 

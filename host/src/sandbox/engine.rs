@@ -42,6 +42,77 @@ impl Default for EngineOptions {
     }
 }
 
+/// The wasmtime configuration for `options`: what every engine of this
+/// process (and the compile subprocess, and `nboost compile`) shares.
+fn config(options: &EngineOptions) -> Config {
+    let mut config = Config::new();
+    config.wasm_component_model(true);
+    config.epoch_interruption(true);
+    config.max_wasm_stack(options.limits.max_stack_bytes);
+    config.memory_init_cow(true);
+    config.parallel_compilation(true);
+    config.consume_fuel(options.limits.fuel_per_call.is_some());
+    if options.pooling {
+        let mut pool = PoolingAllocationConfig::default();
+        let n = options.max_instances.max(1);
+        pool.total_component_instances(n);
+        // One fiber stack per call in flight (calls are async): one per
+        // instance, not the default thousand (2 GiB of reservations).
+        pool.total_stacks(n);
+        // A Rust wasip2 component holds a few core instances (main module
+        // plus shims), one or two memories and tables; a Python one
+        // (componentize-py: CPython and libc as separately linked
+        // modules) about 35, so the per-component cap is 64 and the
+        // total is an average of 8 per slot.
+        pool.total_core_instances(n * 8);
+        pool.max_core_instances_per_component(64);
+        pool.total_memories(n * 2);
+        pool.total_tables(n * 4);
+        pool.max_memories_per_component(4);
+        pool.max_tables_per_component(8);
+        pool.table_elements(100_000);
+        pool.max_memory_size(options.limits.max_memory_bytes as usize);
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    }
+    config
+}
+
+/// `wasmtime-VERSION-HASH`: changes whenever an artifact made by `engine`
+/// would be refused by another (version, configuration, target, CPU
+/// features).
+fn cache_key(engine: &Engine) -> String {
+    let mut h = DefaultHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut h);
+    format!("wasmtime-{}-{:016x}", wasmtime_version(), h.finish())
+}
+
+/// The triple this host runs on (`x86_64-unknown-linux-gnu`, ...): the
+/// target an artifact must be made for to load here.
+pub fn host_triple() -> String {
+    target_lexicon::HOST.to_string()
+}
+
+/// Compile a component ahead of time for `target` (the host when `None`)
+/// with the configuration `options` gives every engine: the artifact and
+/// the key of the engine that made it ([`SandboxEngine::cache_key`]). For
+/// the host, the artifact is what this host's registry would have cached;
+/// for another triple, what a node of that triple with the same options
+/// loads (wasmtime refuses it if its version, configuration or required
+/// CPU features do not match that node).
+pub fn precompile(
+    options: &EngineOptions,
+    target: Option<&str>,
+    bytes: &[u8],
+) -> wasmtime::Result<(Vec<u8>, String)> {
+    let mut config = config(options);
+    if let Some(t) = target.filter(|t| *t != host_triple()) {
+        config.target(t)?;
+    }
+    let engine = Engine::new(&config)?;
+    let artifact = engine.precompile_component(bytes)?;
+    Ok((artifact, cache_key(&engine)))
+}
+
 /// The engine plus the thread that drives its epochs.
 pub struct SandboxEngine {
     engine: Engine,
@@ -53,39 +124,8 @@ pub struct SandboxEngine {
 impl SandboxEngine {
     /// Build the engine and start the epoch ticker.
     pub fn new(options: EngineOptions) -> wasmtime::Result<Self> {
-        let mut config = Config::new();
-        config.wasm_component_model(true);
-        config.epoch_interruption(true);
-        config.max_wasm_stack(options.limits.max_stack_bytes);
-        config.memory_init_cow(true);
-        config.parallel_compilation(true);
-        config.consume_fuel(options.limits.fuel_per_call.is_some());
-        if options.pooling {
-            let mut pool = PoolingAllocationConfig::default();
-            let n = options.max_instances.max(1);
-            pool.total_component_instances(n);
-            // One fiber stack per call in flight (calls are async): one per
-            // instance, not the default thousand (2 GiB of reservations).
-            pool.total_stacks(n);
-            // A Rust wasip2 component holds a few core instances (main module
-            // plus shims), one or two memories and tables; a Python one
-            // (componentize-py: CPython and libc as separately linked
-            // modules) about 35, so the per-component cap is 64 and the
-            // total is an average of 8 per slot.
-            pool.total_core_instances(n * 8);
-            pool.max_core_instances_per_component(64);
-            pool.total_memories(n * 2);
-            pool.total_tables(n * 4);
-            pool.max_memories_per_component(4);
-            pool.max_tables_per_component(8);
-            pool.table_elements(100_000);
-            pool.max_memory_size(options.limits.max_memory_bytes as usize);
-            config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-        }
-        let engine = Engine::new(&config)?;
-        let mut h = DefaultHasher::new();
-        engine.precompile_compatibility_hash().hash(&mut h);
-        let cache_key = format!("wasmtime-{}-{:016x}", wasmtime_version(), h.finish());
+        let engine = Engine::new(&config(&options))?;
+        let cache_key = cache_key(&engine);
         let ticker = EpochTicker::start(engine.clone());
         Ok(Self {
             engine,

@@ -400,6 +400,7 @@ impl Service {
             settings,
             graphs: PluginGraphs::Loaded(graphs.into()),
             untrusted: true,
+            precompiled: None,
         })?)
     }
 

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Cold start, one run, same machine: process start -> first answer of a
+# one-passage rerank (wall ms, median of RUNS fresh processes; peak RSS of
+# the worst), for the routes an operator has:
+#
+#   manifest      nboost rerank -c NAME (compiled code already in the cache)
+#   bundle        nboost rerank --bundle (signed; verified and unpacked on
+#                 every start), with the component precompiled into it
+#   1000 entries  the lexical start with 999 more components in the manifest
+#   native ORT    Python: import onnxruntime + tokenizers, load the session
+#                 and tokenizer, embed query + passage (what a user would
+#                 otherwise run)
+#
+# Run through `./just bench-coldstart`; NBOOST=path/to/nboost runs another
+# binary. One JSON line per route.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+nboost=$(realpath "${NBOOST:-target/release/nboost}")
+runs=${RUNS:-5}
+work=target/bench/coldstart
+rm -rf "$work" && mkdir -p "$work"
+echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
+
+measure() { # measure LABEL CMD...: JSON line with median wall ms and max RSS
+  local label=$1; shift
+  "$@" > /dev/null 2>&1 || { echo "{\"route\": \"$label\", \"error\": \"$("$@" 2>&1 | tail -n1 | tr '"' "'")\"}"; return; }
+  local samples=()
+  for _ in $(seq "$runs"); do
+    samples+=("$( { /usr/bin/time -f '%e %M' "$@" > /dev/null 2>/dev/null; } 2>&1 | tail -n1)")
+  done
+  .venv/bin/python - "$label" "${samples[@]}" <<'PY'
+import json, statistics, sys
+label, *s = sys.argv[1:]
+print(json.dumps({"route": label,
+                  "cold_start_ms": round(statistics.median(float(x.split()[0]) for x in s) * 1000),
+                  "peak_rss_mib": round(max(int(x.split()[1]) for x in s) / 1024)}))
+PY
+}
+
+q=(-q "what similarity laws must be obeyed" --passage "similarity laws for aerothermoelastic testing")
+"$nboost" keys generate "$work/op" > /dev/null
+for comp in lexical minilm; do
+  "$nboost" bundle build -c "$comp" -o "$work/$comp.nbb" --key "$work/op.key" --precompile > /dev/null
+done
+for backend in tract ort; do
+  measure "manifest minilm $backend" "$nboost" --backend $backend rerank -c minilm "${q[@]}"
+  measure "bundle minilm $backend (precompiled)" "$nboost" --backend $backend --cache-dir "$work/cache" \
+    rerank --bundle "$work/minilm.nbb" --trusted-key "$work/op.pub" "${q[@]}"
+done
+measure "manifest lexical" "$nboost" rerank -c lexical "${q[@]}"
+measure "bundle lexical (precompiled)" "$nboost" --cache-dir "$work/cache" \
+  rerank --bundle "$work/lexical.nbb" --trusted-key "$work/op.pub" "${q[@]}"
+
+# 1 vs 1000 components: the same lexical start, 999 more entries.
+big=$work/nboost-1000.toml
+cp nboost.toml "$big"
+sed -i "s#^path = \"#path = \"$PWD/#" "$big"
+for i in $(seq 1 999); do
+  printf '\n[components.extra-%d]\npath = "%s"\nsettings = { k1 = 1.2 }\n' "$i" \
+    "$PWD/components/target/wasm32-wasip2/release/nboost_reranker_lexical.wasm" >> "$big"
+done
+measure "manifest lexical, 1000 entries" "$nboost" --manifest "$big" --cache-dir .nboost-cache rerank -c lexical "${q[@]}"
+
+measure "native Python ORT + tokenizers" .venv/bin/python -c '
+import numpy as np, onnxruntime as ort
+from tokenizers import Tokenizer
+d = "models/all-MiniLM-L6-v2/"
+o = ort.SessionOptions(); o.intra_op_num_threads = 2
+s = ort.InferenceSession(d + "model.onnx", o, providers=["CPUExecutionProvider"])
+t = Tokenizer.from_file(d + "tokenizer.json")
+e = t.encode_batch(["what similarity laws must be obeyed", "similarity laws for aerothermoelastic testing"])
+n = max(len(x.ids) for x in e)
+ids = np.array([x.ids + [0] * (n - len(x.ids)) for x in e], dtype=np.int64)
+m = np.array([[1] * len(x.ids) + [0] * (n - len(x.ids)) for x in e], dtype=np.int64)
+h = s.run(None, {"input_ids": ids, "attention_mask": m, "token_type_ids": np.zeros_like(ids)})[0]
+v = (h * m[..., None]).sum(1) / m.sum(1, keepdims=True)
+v /= np.linalg.norm(v, axis=1, keepdims=True)
+print(float(v[0] @ v[1]))'
