@@ -21,20 +21,9 @@ work=target/bench/coldstart
 rm -rf "$work" && mkdir -p "$work"
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 
-measure() { # measure LABEL CMD...: JSON line with median wall ms and max RSS
+measure() { # measure LABEL CMD...: one JSON line (bench/cold.py)
   local label=$1; shift
-  "$@" > /dev/null 2>&1 || { echo "{\"route\": \"$label\", \"error\": \"$("$@" 2>&1 | tail -n1 | tr '"' "'")\"}"; return; }
-  local samples=()
-  for _ in $(seq "$runs"); do
-    samples+=("$( { /usr/bin/time -f '%e %M' "$@" > /dev/null 2>/dev/null; } 2>&1 | tail -n1)")
-  done
-  .venv/bin/python - "$label" "${samples[@]}" <<'PY'
-import json, statistics, sys
-label, *s = sys.argv[1:]
-print(json.dumps({"route": label,
-                  "cold_start_ms": round(statistics.median(float(x.split()[0]) for x in s) * 1000),
-                  "peak_rss_mib": round(max(int(x.split()[1]) for x in s) / 1024)}))
-PY
+  .venv/bin/python bench/cold.py "$runs" "$label" -- "$@"
 }
 
 q=(-q "what similarity laws must be obeyed" --passage "similarity laws for aerothermoelastic testing")

@@ -18,27 +18,20 @@ export NBOOST_DEADLINE_MS=${NBOOST_DEADLINE_MS:-120000}
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 for comp in lexical lexical-py minilm minilm-js; do
   file=$("$nboost" components inspect "$comp" | .venv/bin/python -c 'import json,sys; print(json.load(sys.stdin)["path"])')
-  # Warm the compiled-code cache, then time fresh processes.
-  "$nboost" rerank -c "$comp" -q "wing lift" --passage "the lift of a wing" > /dev/null
-  starts=()
-  for _ in $(seq "$runs"); do
-    starts+=("$( { /usr/bin/time -f '%e %M' "$nboost" rerank -c "$comp" -q "wing lift" \
-      --passage "the lift of a wing" --passage bread > /dev/null; } 2>&1 | tail -n1)")
-  done
+  # The first (untimed) run also fills the compiled-code cache.
+  cold=$(.venv/bin/python bench/cold.py "$runs" "$comp" -- "$nboost" rerank -c "$comp" -q "wing lift" \
+    --passage "the lift of a wing" --passage bread)
   bench=$("$nboost" --threads 2 bench -c "$comp" --iters "$iters")
-  .venv/bin/python - "$comp" "$file" "$bench" "${starts[@]}" <<'PY'
-import json, os, statistics, sys
-comp, path, bench, *starts = sys.argv[1:]
-secs = [float(s.split()[0]) for s in starts]
-rss = [int(s.split()[1]) for s in starts]
-b = json.loads(bench)
-pps = b["passages_per_s"]
+  .venv/bin/python - "$comp" "$file" "$bench" "$cold" <<'PY'
+import json, os, sys
+comp, path, bench, cold = sys.argv[1:]
+b, c = json.loads(bench), json.loads(cold)
 print(json.dumps({
     "component": comp,
     "bytes": os.path.getsize(path),
-    "cold_start_ms": round(statistics.median(secs) * 1000),
-    "peak_rss_mib": round(max(rss) / 1024),
-    "passages_per_s": round(pps, 1),
+    "cold_start_ms": c.get("cold_start_ms"),
+    "peak_rss_mib": c.get("peak_rss_mib"),
+    "passages_per_s": round(b["passages_per_s"], 1),
     "ms_per_call_100_passages": round(b["median_ms_per_call"], 1),
 }))
 PY

@@ -309,3 +309,43 @@ fn an_edge_node_serves_only_trusted_bundles_and_refuses_uploads() {
     let r = s.delete(&key, "/v1/components/cross-encoder");
     assert_eq!(r.status(), 403);
 }
+
+#[test]
+fn a_bundle_verified_before_is_reused_only_while_its_file_is_unchanged() {
+    let f = Fixture::new();
+    f.ok(&["keys", "generate", "op"]);
+    f.build("lexical", "lx.nbb", "op.key");
+    let rerank = [
+        "rerank",
+        "--bundle",
+        "lx.nbb",
+        "--trusted-key",
+        "op.pub",
+        "-q",
+        "wing lift",
+        "--passage",
+        "the lift of a wing",
+        "--json",
+    ];
+    let first = f.ok(&rerank);
+    // The second start takes the verified unpack; the answer is the same.
+    assert_eq!(f.ok(&rerank), first);
+    // A byte of the component changed in the file: verified in full again,
+    // and refused, cache or not.
+    let path = f.path("lx.nbb");
+    let good = std::fs::read(&path).unwrap();
+    let mut bad = good.clone();
+    let at = good.windows(4).position(|w| w == b"\0asm").unwrap() + 100;
+    bad[at] ^= 0x55;
+    std::fs::write(&path, &bad).unwrap();
+    let out = f.run(&rerank);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("component.wasm"));
+    std::fs::write(&path, &good).unwrap();
+    assert_eq!(f.ok(&rerank), first);
+}

@@ -20,19 +20,20 @@
 //! [`verify`] is the same walk, keeping nothing.
 
 mod keys;
+mod open;
 
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use ed25519_dalek::{Signature, Signer, Verifier};
+use ed25519_dalek::Signer;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 pub use keys::{key_id, read_public, read_secret, write_keypair};
+pub use open::{open, open_cached, verify, Opened, Policy};
 
-use crate::nn::GraphSpec;
-use crate::registry::{ComponentEntry, Manifest};
+use crate::registry::Manifest;
 
 /// The bundle format this host writes and reads.
 pub const FORMAT: u32 = 1;
@@ -380,206 +381,6 @@ fn read_entries(path: &Path) -> Result<BTreeMap<String, Vec<u8>>, BundleError> {
         }
     }
     Ok(out)
-}
-
-/// What a verified bundle holds, unpacked under `dir`.
-#[derive(Debug, Clone)]
-pub struct Opened {
-    /// `bundle.toml`.
-    pub manifest: BundleManifest,
-    /// The key that signed it.
-    pub key_id: String,
-    /// Where the parts are.
-    pub dir: PathBuf,
-}
-
-impl Opened {
-    /// A host manifest with this bundle's component (and its graphs) alone.
-    pub fn host_manifest(&self) -> Manifest {
-        let mut m = Manifest {
-            dir: self.dir.clone(),
-            ..Manifest::default()
-        };
-        let mut graphs = Vec::new();
-        let mut setting_files = Vec::new();
-        let mut component = PathBuf::new();
-        let mut precompiled = None;
-        for p in &self.manifest.parts {
-            let path = self.dir.join(&p.path);
-            match &p.kind {
-                PartKind::Component => component = path,
-                PartKind::Graph { name } => {
-                    graphs.push(name.clone());
-                    m.graphs.push(GraphSpec {
-                        name: name.clone(),
-                        path,
-                        // Hashed while unpacking into a directory only this
-                        // node writes: not hashed a second time at load.
-                        sha256: None,
-                    });
-                }
-                PartKind::SettingFile { key } => setting_files.push((key.clone(), path)),
-                PartKind::Precompiled { target, .. } => {
-                    if *target == crate::sandbox::engine::host_triple() {
-                        precompiled = Some(path);
-                    }
-                }
-            }
-        }
-        let name = self.manifest.name.clone();
-        m.components.insert(
-            name.clone(),
-            ComponentEntry {
-                name,
-                path: component,
-                sha256: None,
-                description: Some(format!("bundle {}", self.manifest.version)),
-                graphs,
-                settings: self.manifest.settings.clone(),
-                setting_files,
-                limits: Default::default(),
-                fusion: None,
-                precompiled,
-            },
-        );
-        m
-    }
-}
-
-/// Checks [`open`] makes beyond the signature.
-#[derive(Debug, Clone, Default)]
-pub struct Policy {
-    /// Now, unix seconds (for `expires`).
-    pub now: u64,
-    /// Revoked bundle digests (hex sha256 of `bundle.toml`) or key ids.
-    pub revoked: Vec<String>,
-}
-
-/// Check the bundle at `path` as [`open`] does, keeping nothing: its
-/// manifest and the signer's key id.
-pub fn verify(
-    path: &Path,
-    trusted: &[ed25519_dalek::VerifyingKey],
-    policy: &Policy,
-) -> Result<(BundleManifest, String), BundleError> {
-    walk(path, trusted, policy, |_, _| Ok(()))
-}
-
-/// Verify the bundle at `path` against `trusted` keys and unpack it into
-/// `dest` (created; must not exist). Nothing is left at `dest` unless every
-/// check passed.
-pub fn open(
-    path: &Path,
-    trusted: &[ed25519_dalek::VerifyingKey],
-    policy: &Policy,
-    dest: &Path,
-) -> Result<Opened, BundleError> {
-    // Parts, as they verify, into a staging directory.
-    let staging = dest.with_extension("staging");
-    let _ = std::fs::remove_dir_all(&staging);
-    let result = walk(path, trusted, policy, |p, bytes| {
-        let target = staging.join(&p.path);
-        if let Some(parent) = target.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| io(parent.display(), e))?;
-        }
-        std::fs::write(&target, bytes).map_err(|e| io(target.display(), e))
-    })
-    .and_then(|found| {
-        std::fs::rename(&staging, dest).map_err(|e| io(dest.display(), e))?;
-        Ok(found)
-    });
-    if result.is_err() {
-        let _ = std::fs::remove_dir_all(&staging);
-    }
-    let (manifest, key_id) = result?;
-    Ok(Opened {
-        manifest,
-        key_id,
-        dir: dest.to_path_buf(),
-    })
-}
-
-/// The one verification: signature, revocation, expiry, then every part in
-/// order (handed to `part` once its size and digest match), then nothing
-/// more.
-fn walk(
-    path: &Path,
-    trusted: &[ed25519_dalek::VerifyingKey],
-    policy: &Policy,
-    mut part: impl FnMut(&Part, &[u8]) -> Result<(), BundleError>,
-) -> Result<(BundleManifest, String), BundleError> {
-    let mut tar = archive(path)?;
-    let mut entries = Entries::of(&mut tar)?;
-    let (name, manifest_bytes) = entries
-        .next()?
-        .ok_or_else(|| BundleError::Malformed("an empty archive".into()))?;
-    if name != MANIFEST {
-        return Err(BundleError::Malformed(format!(
-            "the first entry is `{name}`, not {MANIFEST}"
-        )));
-    }
-    let sig_bytes = match entries.next()? {
-        Some((name, bytes)) if name == SIGNATURE => bytes,
-        _ => return Err(BundleError::Unsigned),
-    };
-    let sig: SignatureFile = serde_json::from_slice(&sig_bytes)
-        .map_err(|e| BundleError::BadSignature(format!("{SIGNATURE}: {e}")))?;
-    let key = trusted
-        .iter()
-        .find(|k| key_id(k) == sig.key_id)
-        .ok_or_else(|| {
-            BundleError::BadSignature(format!(
-                "signed by key {}, which is not trusted here",
-                sig.key_id
-            ))
-        })?;
-    let raw: [u8; 64] = hex::decode(&sig.signature)
-        .ok()
-        .and_then(|b| b.try_into().ok())
-        .ok_or_else(|| BundleError::BadSignature("not an ed25519 signature".into()))?;
-    key.verify(&manifest_bytes, &Signature::from_bytes(&raw))
-        .map_err(|_| BundleError::Tampered {
-            part: MANIFEST.into(),
-            reason: "its signature does not verify".into(),
-        })?;
-    let bm = parse_manifest(&manifest_bytes)?;
-    let digest = sha256(&manifest_bytes);
-    if policy
-        .revoked
-        .iter()
-        .any(|r| r == &digest || r == &sig.key_id)
-    {
-        return Err(BundleError::Revoked(digest));
-    }
-    if let Some(t) = bm.expires {
-        if policy.now >= t {
-            return Err(BundleError::Expired(t));
-        }
-    }
-    for p in &bm.parts {
-        if p.path.contains("..") || p.path.starts_with('/') {
-            return Err(BundleError::Malformed(format!("part path `{}`", p.path)));
-        }
-        let (name, bytes) = entries.next()?.ok_or_else(|| BundleError::Tampered {
-            part: p.path.clone(),
-            reason: "missing (the bundle is truncated)".into(),
-        })?;
-        if name != p.path {
-            return Err(BundleError::Tampered {
-                part: p.path.clone(),
-                reason: format!("expected here, found `{name}`"),
-            });
-        }
-        check_part(p, &bytes)?;
-        part(p, &bytes)?;
-    }
-    if let Some((name, _)) = entries.next()? {
-        return Err(BundleError::Tampered {
-            part: name,
-            reason: "not listed in the signed manifest".into(),
-        });
-    }
-    Ok((bm, sig.key_id))
 }
 
 /// `bundle.toml` and the signer's key id (unchecked), for `inspect`.

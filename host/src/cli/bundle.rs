@@ -169,16 +169,25 @@ pub fn cache_beside(config: &mut nboost::service::RerankerConfig, unpacked: &Pat
     }
 }
 
-/// Verify `file` against `keys` and unpack it into a temporary directory
+/// Verify `file` against `keys` and unpack it: into `cache` (reused by
+/// the next start while the file is unchanged, see
+/// [`bundle::open_cached`]), or without a cache into a temporary directory
 /// (removed when the returned guard drops).
 pub fn open_verified(
     file: &Path,
     keys: &[PathBuf],
-) -> Result<(Opened, tempfile::TempDir), CliError> {
+    cache: Option<&Path>,
+) -> Result<(Opened, Option<tempfile::TempDir>), CliError> {
     let trusted = trusted_keys(keys)?;
+    if let Some(root) = cache {
+        return Ok((
+            bundle::open_cached(file, &trusted, &policy(None)?, root)?,
+            None,
+        ));
+    }
     let dir = tempfile::tempdir().map_err(|e| anyhow::anyhow!("no temporary directory: {e}"))?;
     let opened = bundle::open(file, &trusted, &policy(None)?, &dir.path().join("bundle"))?;
-    Ok((opened, dir))
+    Ok((opened, Some(dir)))
 }
 
 impl BundleCommand {
@@ -312,9 +321,10 @@ impl BundleCommand {
 }
 
 /// An edge node's manifest: every `*.nbb` in `dir` that verifies against
-/// `keys`, unpacked fresh under `unpack` (what was there is removed
-/// first). A refused bundle is logged with its reason and not served;
-/// none accepted is an error.
+/// `keys`, unpacked under `unpack` (by digest: a bundle verified on an
+/// earlier start and unchanged since is not hashed again, see
+/// [`bundle::open_cached`]). A refused bundle is logged with its reason
+/// and not served; none accepted is an error.
 pub fn edge_manifest(
     dir: &Path,
     keys: &[PathBuf],
@@ -323,7 +333,6 @@ pub fn edge_manifest(
 ) -> Result<nboost::registry::Manifest, CliError> {
     let trusted = trusted_keys(keys)?;
     let policy = policy(revoked)?;
-    let _ = std::fs::remove_dir_all(unpack);
     std::fs::create_dir_all(unpack).map_err(|e| anyhow::anyhow!("{}: {e}", unpack.display()))?;
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| anyhow::anyhow!("--bundles {}: {e}", dir.display()))?
@@ -335,9 +344,8 @@ pub fn edge_manifest(
         dir: unpack.to_path_buf(),
         ..Default::default()
     };
-    for (i, file) in files.iter().enumerate() {
-        let dest = unpack.join(format!("{i}"));
-        let opened = match bundle::open(file, &trusted, &policy, &dest) {
+    for file in &files {
+        let opened = match bundle::open_cached(file, &trusted, &policy, unpack) {
             Ok(o) => o,
             Err(e) => {
                 tracing::error!(target: "nboost::edge", bundle = %file.display(), "refused: {e}");
@@ -359,7 +367,6 @@ pub fn edge_manifest(
         if let Some(name) = clash {
             tracing::error!(target: "nboost::edge", bundle = %file.display(),
                             "refused: `{name}` is already served by another bundle");
-            let _ = std::fs::remove_dir_all(&dest);
             continue;
         }
         tracing::info!(target: "nboost::edge", bundle = %file.display(), component = %opened.manifest.name,

@@ -311,6 +311,18 @@ impl GlobalArgs {
         self.manifest.is_file()
     }
 
+    /// Where verified bundles are unpacked for reuse: `--cache-dir`'s
+    /// `bundles/`, else `.nboost-cache/bundles` beside the bundle; none
+    /// with `--no-cache`.
+    fn bundle_cache(&self, beside: &std::path::Path) -> Option<PathBuf> {
+        (!self.no_cache).then(|| {
+            self.cache_dir
+                .clone()
+                .unwrap_or_else(|| beside.join(".nboost-cache"))
+                .join("bundles")
+        })
+    }
+
     fn manifest(&self) -> Result<Manifest, CliError> {
         Ok(Manifest::load(&self.manifest)?)
     }

@@ -117,10 +117,12 @@ impl RerankCommand {
         // lives until the answer is printed.
         let (reranker, component, _unpacked) = match &self.bundle {
             Some(file) => {
-                let (opened, dir) = super::bundle::open_verified(file, &self.trusted_key)?;
+                let beside = file.parent().unwrap_or(std::path::Path::new("."));
+                let cache = global.bundle_cache(beside);
+                let (opened, dir) =
+                    super::bundle::open_verified(file, &self.trusted_key, cache.as_deref())?;
                 let manifest = opened.host_manifest();
                 let mut config = global.config(&manifest);
-                let beside = file.parent().unwrap_or(std::path::Path::new("."));
                 super::bundle::cache_beside(&mut config, &manifest.dir, beside);
                 let name = opened.manifest.name.clone();
                 if self.component.as_ref().is_some_and(|c| c != &name) {
@@ -130,7 +132,7 @@ impl RerankCommand {
                     )
                     .into());
                 }
-                (nboost::Reranker::new(manifest, config)?, name, Some(dir))
+                (nboost::Reranker::new(manifest, config)?, name, dir)
             }
             None => (
                 global.reranker()?,

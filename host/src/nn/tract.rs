@@ -48,19 +48,32 @@ impl TractLoader {
 }
 
 impl GraphLoader for TractLoader {
-    fn load(&self, _name: &str, bytes: &[u8]) -> Result<(Graph, GraphSignature), String> {
+    fn load(&self, name: &str, bytes: &[u8]) -> Result<(Graph, GraphSignature), String> {
+        // Each phase's cost is logged (debug): graph load is most of a
+        // model plugin's cold start.
+        let t = std::time::Instant::now();
         let model = tract_onnx::onnx()
             .model_for_read(&mut &bytes[..])
             .map_err(|e| format!("tract cannot read the ONNX graph: {e:#}"))?;
+        let read = t.elapsed();
         let typed = model
             .into_typed()
             .map_err(|e| format!("tract cannot type the graph: {e:#}"))?;
+        let typed_at = t.elapsed();
         let signature = signature(&typed).map_err(|e| format!("{e:#}"))?;
         let splittable = batch_splittable(&typed);
         let plan = typed
             .into_optimized()
             .and_then(|m| m.into_runnable())
             .map_err(|e| format!("tract cannot optimise the graph: {e:#}"))?;
+        tracing::debug!(
+            target: "nboost::nn",
+            graph = name,
+            read_ms = read.as_secs_f64() * 1e3,
+            type_ms = (typed_at - read).as_secs_f64() * 1e3,
+            optimise_ms = (t.elapsed() - typed_at).as_secs_f64() * 1e3,
+            "tract plan built"
+        );
         let runner = Arc::new(Inner {
             plan,
             signature: signature.clone(),
