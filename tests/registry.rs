@@ -176,3 +176,62 @@ fn exports_of_a_later_0_1_x_contract_still_resolve() {
         .unwrap();
     assert_eq!(out.ranking[0].index, 1);
 }
+
+/// `nboost rerank -c NAME` reads only NAME's part of the manifest: the
+/// same answer with 999 other entries (one of them broken, which only a
+/// whole-file read would notice), through an alias too; a manifest the
+/// scanner declines is read whole, with the whole file's errors.
+#[test]
+fn one_component_start_reads_only_its_part_of_the_manifest() {
+    use crate::common::standard_manifest;
+    use crate::server::{nboost, succeeds};
+    let dir = tempfile::tempdir().unwrap();
+    let small = dir.path().join("small.toml");
+    std::fs::write(&small, standard_manifest()).unwrap();
+    let mut text = standard_manifest();
+    for i in 0..999 {
+        text.push_str(&format!(
+            "\n[components.extra-{i}]\npath = \"/nowhere/{i}.wasm\"\ngraphs = [\"undeclared-{i}\"]\n"
+        ));
+    }
+    text.push_str("\n[aliases]\n\"my-bm25\" = \"lexical\"\n");
+    let big = dir.path().join("big.toml");
+    std::fs::write(&big, &text).unwrap();
+    let rerank = |manifest: &std::path::Path, name: &str| {
+        succeeds(
+            nboost()
+                .arg("--manifest")
+                .arg(manifest)
+                .args(["rerank", "-c", name, "-q", "wing lift", "--json"])
+                .args(["--passage", "bread", "--passage", "the lift of a wing"]),
+        )
+    };
+    let want = rerank(&small, "lexical");
+    assert_eq!(rerank(&big, "lexical"), want);
+    assert_eq!(rerank(&big, "my-bm25"), want);
+    // The whole file is still checked where the whole file is read.
+    let out = nboost()
+        .arg("--manifest")
+        .arg(&big)
+        .args(["components", "list"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("undeclared-"));
+    // A layout the scanner declines (an array of tables) falls back to the
+    // whole file, and so to its error.
+    let odd = dir.path().join("odd.toml");
+    std::fs::write(&odd, format!("{}\n[[weird]]\nx = 1\n", standard_manifest())).unwrap();
+    let out = nboost()
+        .arg("--manifest")
+        .arg(&odd)
+        .args(["rerank", "-c", "lexical", "-q", "q", "--passage", "p"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("weird"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

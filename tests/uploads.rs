@@ -106,7 +106,18 @@ fn uploads_are_validated_versioned_and_listed() {
     let (_, v) = json_of(s.get(&key, "/v1/components"));
     let list = v["components"].as_array().unwrap();
     let names: Vec<&str> = list.iter().map(|c| c["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["mine", "cross-encoder", "lexical", "minilm"], "{v}");
+    assert_eq!(
+        names,
+        [
+            "mine",
+            "cross-encoder",
+            "lexical",
+            "lexical-py",
+            "minilm",
+            "minilm-js"
+        ],
+        "{v}"
+    );
     for c in list {
         assert!(c["digest"].as_str().unwrap().starts_with("sha256:"), "{c}");
         assert!(c["world"].is_string(), "{c}");

@@ -327,6 +327,15 @@ impl GlobalArgs {
         Ok(Manifest::load(&self.manifest)?)
     }
 
+    /// A reranker over the part of the manifest component `name` needs
+    /// ([`Manifest::load_for`]): one component's start does not pay for
+    /// the others declared.
+    fn reranker_for(&self, name: &str) -> Result<Reranker, CliError> {
+        let manifest = Manifest::load_for(&self.manifest, name)?;
+        let config = self.config(&manifest);
+        Ok(Reranker::new(manifest, config)?)
+    }
+
     /// Load the manifest and build a reranker over it.
     fn reranker(&self) -> Result<Reranker, CliError> {
         let manifest = self.manifest()?;

@@ -134,11 +134,10 @@ impl RerankCommand {
                 }
                 (nboost::Reranker::new(manifest, config)?, name, dir)
             }
-            None => (
-                global.reranker()?,
-                self.component.clone().unwrap_or_default(),
-                None,
-            ),
+            None => {
+                let name = self.component.clone().unwrap_or_default();
+                (global.reranker_for(&name)?, name, None)
+            }
         };
         let out = reranker.rerank(&component, &self.query, &passages, self.top_n)?;
         let rows = out.ranking.iter().map(
@@ -207,7 +206,7 @@ impl BenchCommand {
         let input: BenchInput = serde_json::from_str(&text)
             .with_context(|| format!("{}: expected {{query, passages}}", self.input.display()))?;
         let start = Instant::now();
-        let reranker = global.reranker()?;
+        let reranker = global.reranker_for(&self.component)?;
         let first = reranker.rerank(&self.component, &input.query, &input.passages, None)?;
         let cold = start.elapsed();
         let mut times = Vec::with_capacity(self.iters);

@@ -115,6 +115,15 @@ pub struct Manifest {
     pub aliases: BTreeMap<String, String>,
 }
 
+/// The directory a manifest's relative paths are resolved against.
+fn manifest_dir(path: &Path) -> PathBuf {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf())
+}
+
 fn setting_value(key: &str, v: &toml::Value) -> Result<String, String> {
     match v {
         toml::Value::String(s) => Ok(s.clone()),
@@ -132,17 +141,25 @@ impl Manifest {
     pub fn load(path: &Path) -> Result<Self, RerankError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| RerankError::Manifest(format!("cannot read {}: {e}", path.display())))?;
-        let dir = path
-            .parent()
-            .map(|p| {
-                if p.as_os_str().is_empty() {
-                    Path::new(".")
-                } else {
-                    p
-                }
-            })
-            .unwrap_or(Path::new("."));
-        let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+        let dir = manifest_dir(path);
+        Self::parse(&text, &dir)
+            .map_err(|e| RerankError::Manifest(format!("{}: {e}", path.display())))
+    }
+
+    /// Read a manifest for component (or alias) `name` alone: only its
+    /// table, its graphs and its alias are parsed when the file's layout
+    /// allows ([`super::scan`]), so the cost does not grow with the
+    /// entries declared; otherwise, or when that part is not enough, the
+    /// whole file, as [`Manifest::load`].
+    pub fn load_for(path: &Path, name: &str) -> Result<Self, RerankError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| RerankError::Manifest(format!("cannot read {}: {e}", path.display())))?;
+        let dir = manifest_dir(path);
+        if let Some(part) = super::scan::reduced(&text, name) {
+            if let Ok(m) = Self::parse(&part, &dir) {
+                return Ok(m);
+            }
+        }
         Self::parse(&text, &dir)
             .map_err(|e| RerankError::Manifest(format!("{}: {e}", path.display())))
     }

@@ -11,6 +11,7 @@
 
 pub mod isolate;
 pub mod manifest;
+pub mod scan;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
