@@ -33,9 +33,18 @@ model:
     [ -f models/all-MiniLM-L6-v2-int8/model.onnx ] || {{python}} tools/quantize_model.py --src models/all-MiniLM-L6-v2 --out models/all-MiniLM-L6-v2-int8
     [ -f models/tiny-cross-encoder/model.onnx ] || {{python}} tools/make_cross_encoder.py --out models/tiny-cross-encoder
 
-# Build the host (debug).
+# Build the host (debug): the full `nboost`, and the lean edge build
+# (no compiler, uploads, SQLite or eval: `--no-default-features`) beside it
+# as `nboost-lean` (tests/lean.rs runs it).
 build:
+    cargo build -p nboost-host --no-default-features
+    cp target/debug/nboost target/debug/nboost-lean
     cargo build
+
+# The lean edge build, release: target/release/nboost-lean.
+release-lean:
+    cargo build --release -p nboost-host --no-default-features
+    cp target/release/nboost target/release/nboost-lean
 
 # Build the host (release, with `eval`).
 release:
@@ -57,6 +66,7 @@ test: components model build
 lint:
     cargo fmt --all -- --check
     cargo clippy --all-targets --all-features -- -D warnings
+    cargo clippy -p nboost-host --no-default-features -- -D warnings
     cd components && cargo fmt --all -- --check && cargo clippy --release --target wasm32-wasip2 -- -D warnings
 
 # Retrieval quality (NDCG@10, MRR@10, R@100) of BM25 vs BM25+COMPONENT.

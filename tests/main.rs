@@ -13,6 +13,7 @@ mod fusion;
 mod guide;
 mod holes;
 mod holes_server;
+mod lean;
 mod model;
 mod oci;
 mod operations;

@@ -65,6 +65,11 @@ pub(crate) struct Server {
 
 impl Server {
     pub(crate) fn start(dir: &Path, extra: &[&str]) -> Server {
+        Self::start_with(nboost(), dir, extra)
+    }
+
+    /// [`Server::start`] with another `nboost` executable (the lean build).
+    pub(crate) fn start_with(mut nboost: Command, dir: &Path, extra: &[&str]) -> Server {
         let manifest = dir.join("nboost.toml");
         if !manifest.exists() {
             std::fs::write(&manifest, standard_manifest()).unwrap();
@@ -76,7 +81,7 @@ impl Server {
                 .unwrap()
                 .as_nanos()
         ));
-        let mut child = nboost()
+        let mut child = nboost
             .arg("--manifest")
             .arg(&manifest)
             .arg("--cache-dir")

@@ -33,6 +33,8 @@ pub mod metrics;
 pub mod objects;
 pub mod openapi;
 mod rerank;
+#[cfg(feature = "uploads")]
+mod uploads;
 pub mod wire;
 
 use std::future::Future;

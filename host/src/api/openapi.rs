@@ -131,8 +131,15 @@ struct ApiDoc;
 pub fn document() -> &'static str {
     static DOC: OnceLock<String> = OnceLock::new();
     DOC.get_or_init(|| {
-        ApiDoc::openapi()
-            .to_pretty_json()
+        #[allow(unused_mut, reason = "only a build without uploads changes it")]
+        let mut doc = ApiDoc::openapi();
+        // A build without the upload API documents only what it serves.
+        #[cfg(not(feature = "uploads"))]
+        for item in doc.paths.paths.values_mut() {
+            item.put = None;
+            item.delete = None;
+        }
+        doc.to_pretty_json()
             .expect("the OpenAPI document serialises")
     })
 }

@@ -12,6 +12,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
+#[cfg(feature = "compiler")]
 use nboost::sandbox::engine::{host_triple, precompile};
 
 use super::{CliError, GlobalArgs};
@@ -34,6 +35,7 @@ pub struct CompileCommand {
 
 /// The artifact of `bytes` for `target` ("host" or `None`: this host):
 /// the resolved triple, the engine key and the bytes.
+#[cfg(feature = "compiler")]
 pub fn artifact(
     global: &GlobalArgs,
     manifest: &nboost::registry::Manifest,
@@ -54,6 +56,24 @@ pub fn artifact(
         },
     })?;
     Ok((triple, key, artifact))
+}
+
+/// A runtime-only build has no compiler: the operator's full build makes
+/// artifacts.
+#[cfg(not(feature = "compiler"))]
+pub fn artifact(
+    _global: &GlobalArgs,
+    _manifest: &nboost::registry::Manifest,
+    _bytes: &[u8],
+    _target: Option<&str>,
+) -> Result<(String, String, Vec<u8>), CliError> {
+    Err(CliError {
+        err: anyhow::anyhow!(
+            "this nboost is a runtime-only build (no compiler): precompile with a full build \
+             (`nboost compile`, `nboost bundle build --precompile`)"
+        ),
+        code: 2,
+    })
 }
 
 impl CompileCommand {

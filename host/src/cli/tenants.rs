@@ -189,6 +189,34 @@ impl From<StoreError> for CliError {
     }
 }
 
+/// A new key and the line a tenants file takes.
+fn new_key() -> Result<(), CliError> {
+    let key = ApiKey::generate().map_err(|e| anyhow::anyhow!(e))?;
+    println!("{}", key.reveal());
+    println!("key-sha256 = \"{}\"", key.hash());
+    Ok(())
+}
+
+/// A lean build keeps no durable store: only `new-key` (for a tenants
+/// file) runs.
+#[cfg(not(feature = "uploads"))]
+impl TenantsCommand {
+    pub fn run(self) -> Result<(), CliError> {
+        match self {
+            Self::NewKey => new_key(),
+            _ => Err(CliError {
+                err: anyhow::anyhow!(
+                    "this nboost is a lean build without the durable store: an edge node's \
+                     tenants come from `nboost serve --tenants FILE` (keys from `nboost tenants \
+                     new-key`)"
+                ),
+                code: 2,
+            }),
+        }
+    }
+}
+
+#[cfg(feature = "uploads")]
 impl TenantsCommand {
     pub fn run(self) -> Result<(), CliError> {
         match self {
@@ -217,11 +245,7 @@ impl TenantsCommand {
                 store.set_quotas(&id, &quotas.over(current.quotas))?;
                 eprintln!("tenant `{id}`: quotas updated");
             }
-            Self::NewKey => {
-                let key = ApiKey::generate().map_err(|e| anyhow::anyhow!(e))?;
-                println!("{}", key.reveal());
-                println!("key-sha256 = \"{}\"", key.hash());
-            }
+            Self::NewKey => new_key()?,
             Self::List { data } => {
                 let store = Store::open(&data.data_dir)?;
                 for t in store.tenants()? {

@@ -20,7 +20,9 @@ use std::path::PathBuf;
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::sandbox::{EngineOptions, SandboxEngine};
+#[cfg(feature = "compiler")]
+use crate::sandbox::EngineOptions;
+use crate::sandbox::SandboxEngine;
 
 /// First argument that turns `nboost` into the compile child.
 pub const CHILD_ARG: &str = "__nboost-compile-component";
@@ -54,7 +56,11 @@ impl IsolatedCompiler {
     /// a message fit for the uploader.
     pub fn compile(&self, engine: &SandboxEngine, bytes: &[u8]) -> Result<Vec<u8>, String> {
         let options = serde_json::to_string(engine.options()).map_err(|e| e.to_string())?;
-        let cpu = self.timeout.as_secs() + 1;
+        // RLIMIT_CPU counts every thread: Cranelift compiles functions on
+        // all cores at once, so the CPU budget is the wall-clock one times
+        // the threads it may use (the wall clock is enforced below).
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
+        let cpu = (self.timeout.as_secs() + 1) * threads;
         let mut child = Command::new(&self.exe)
             .arg(CHILD_ARG)
             .env(ENGINE_ENV, options)
@@ -140,6 +146,14 @@ pub fn child_main() -> ExitCode {
     }
 }
 
+/// A runtime-only build has no compiler to run; its registry never starts
+/// a child, but a stray invocation still answers clearly.
+#[cfg(not(feature = "compiler"))]
+fn child() -> Result<(), String> {
+    Err("this nboost is a runtime-only build: it cannot compile components".into())
+}
+
+#[cfg(feature = "compiler")]
 fn child() -> Result<(), String> {
     let env = |k: &str| std::env::var(k).map_err(|_| format!("{k} is not set"));
     let memory: u64 = env(MEMORY_ENV)?.parse().map_err(|e| format!("{e}"))?;

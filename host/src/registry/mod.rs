@@ -25,6 +25,7 @@ pub use crate::names::check_name;
 pub use isolate::IsolatedCompiler;
 pub use manifest::{ComponentEntry, Manifest};
 
+#[cfg(feature = "compiler")]
 use crate::fsutil::write_atomic;
 use crate::nn::NnHost;
 pub use crate::sandbox::PluginGraphs;
@@ -258,7 +259,7 @@ impl Registry {
     }
 
     /// Compile `bytes` (in the `isolate`d subprocess when given), or take
-    /// the artifact from the disk cache.
+    /// the artifact from the bundle or the disk cache.
     fn compile(
         &self,
         bytes: &[u8],
@@ -266,16 +267,18 @@ impl Registry {
         isolate: Option<&IsolatedCompiler>,
         precompiled: Option<&Path>,
     ) -> Result<(Component, Origin), String> {
+        let mut unfit = None;
         if let Some(path) = precompiled {
             match deserialize_bundled(&self.engine, path) {
                 Ok(c) => return Ok((c, Origin::Precompiled)),
-                Err(e) => tracing::warn!(
+                Err(e) if sandbox::engine::HAS_COMPILER => tracing::warn!(
                     target: "nboost::registry",
                     path = %path.display(),
                     "the bundle's precompiled artifact does not fit this engine ({}): compiling \
                      the component instead: {e:#}",
                     self.engine.cache_key()
                 ),
+                Err(e) => unfit = Some(format!("{e:#}")),
             }
         }
         let artifact = self.artifact_path(report);
@@ -292,6 +295,45 @@ impl Registry {
                 ),
             }
         }
+        self.compile_now(bytes, isolate, artifact, unfit)
+    }
+
+    /// A runtime-only build (no cargo feature `compiler`): what has no
+    /// artifact for this engine cannot run, and the message says what
+    /// would.
+    #[cfg(not(feature = "compiler"))]
+    fn compile_now(
+        &self,
+        _bytes: &[u8],
+        _isolate: Option<&IsolatedCompiler>,
+        _artifact: Option<PathBuf>,
+        unfit: Option<String>,
+    ) -> Result<(Component, Origin), String> {
+        let triple = sandbox::engine::host_triple();
+        Err(match unfit {
+            Some(why) => format!(
+                "its bundle's precompiled artifact does not fit this node's engine ({}): {why}; \
+                 this nboost is a runtime-only build and cannot compile it: rebuild the bundle \
+                 with `nboost bundle build --precompile {triple}` on a full build of the same \
+                 version",
+                self.engine.cache_key()
+            ),
+            None => format!(
+                "it has no precompiled artifact for {triple}, and this nboost is a runtime-only \
+                 build (no compiler): serve it from a bundle built with `nboost bundle build \
+                 --precompile {triple}` by a full build of the same version"
+            ),
+        })
+    }
+
+    #[cfg(feature = "compiler")]
+    fn compile_now(
+        &self,
+        bytes: &[u8],
+        isolate: Option<&IsolatedCompiler>,
+        artifact: Option<PathBuf>,
+        _unfit: Option<String>,
+    ) -> Result<(Component, Origin), String> {
         let component = match isolate {
             Some(compiler) => {
                 let artifact = compiler.compile(&self.engine, bytes)?;
@@ -363,6 +405,7 @@ fn deserialize_bundled(engine: &SandboxEngine, path: &Path) -> wasmtime::Result<
     unsafe { Component::deserialize_file(engine.engine(), path) }
 }
 
+#[cfg(feature = "compiler")]
 #[allow(unsafe_code, reason = "wasmtime requires it to load precompiled code")]
 fn deserialize_bytes(engine: &SandboxEngine, artifact: &[u8]) -> wasmtime::Result<Component> {
     // SAFETY: the artifact was just made by this very binary

@@ -6,7 +6,6 @@
 //! copy-on-write memory images, so that a fresh, isolated instance per call
 //! costs microseconds rather than an `mmap` storm.
 
-use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -50,6 +49,7 @@ fn config(options: &EngineOptions) -> Config {
     config.epoch_interruption(true);
     config.max_wasm_stack(options.limits.max_stack_bytes);
     config.memory_init_cow(true);
+    #[cfg(feature = "compiler")]
     config.parallel_compilation(true);
     config.consume_fuel(options.limits.fuel_per_call.is_some());
     if options.pooling {
@@ -80,11 +80,26 @@ fn config(options: &EngineOptions) -> Config {
 /// `wasmtime-VERSION-HASH`: changes whenever an artifact made by `engine`
 /// would be refused by another (version, configuration, target, CPU
 /// features).
+#[cfg(feature = "compiler")]
 fn cache_key(engine: &Engine) -> String {
+    use std::hash::{DefaultHasher, Hash, Hasher};
     let mut h = DefaultHasher::new();
     engine.precompile_compatibility_hash().hash(&mut h);
     format!("wasmtime-{}-{:016x}", wasmtime_version(), h.finish())
 }
+
+/// A runtime-only engine (no compiler) has no compatibility hash: wasmtime
+/// computes it from compiler settings. Such an engine writes no artifacts,
+/// so its key only names where it would look; every artifact it loads is
+/// still checked by wasmtime against this engine and CPU.
+#[cfg(not(feature = "compiler"))]
+fn cache_key(_engine: &Engine) -> String {
+    format!("wasmtime-{}-runtime-only", wasmtime_version())
+}
+
+/// Whether this build can compile components (cargo feature `compiler`);
+/// without it only precompiled artifacts load.
+pub const HAS_COMPILER: bool = cfg!(feature = "compiler");
 
 /// The triple this host runs on (`x86_64-unknown-linux-gnu`, ...): the
 /// target an artifact must be made for to load here.
@@ -99,6 +114,7 @@ pub fn host_triple() -> String {
 /// for another triple, what a node of that triple with the same options
 /// loads (wasmtime refuses it if its version, configuration or required
 /// CPU features do not match that node).
+#[cfg(feature = "compiler")]
 pub fn precompile(
     options: &EngineOptions,
     target: Option<&str>,

@@ -6,7 +6,8 @@
 //!   versioned slot ([`Service::rerank`]),
 //! * one warm pool per caller and component version ([`pool`]),
 //! * ranking: the one input check, sort and top-n ([`rank`]),
-//! * the object pipeline for uploads ([`objects`]),
+//! * the object pipeline for uploads ([`objects`]; its writes in
+//!   `uploads`, cargo feature `uploads`),
 //! * domain errors with no HTTP in them ([`ServiceError`]).
 //!
 //! Callers are tenants of the [`Store`] or the operator
@@ -61,6 +62,8 @@ pub mod pool;
 pub mod rank;
 mod resolve;
 mod types;
+#[cfg(feature = "uploads")]
+mod uploads;
 
 pub use crate::fusion::{Fusion, Normalize};
 use aliases::alias_target;
@@ -130,6 +133,10 @@ pub struct Service {
     options: ServiceOptions,
     admission: Arc<Semaphore>,
     workers: Arc<Semaphore>,
+    #[cfg_attr(
+        not(feature = "uploads"),
+        expect(dead_code, reason = "only uploads take its permits")
+    )]
     uploads: Arc<Semaphore>,
     tenant_slots: Mutex<HashMap<TenantId, (u32, Arc<Semaphore>)>>,
     tenant_workers: Mutex<HashMap<TenantId, Arc<Semaphore>>>,
@@ -460,12 +467,5 @@ impl Service {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .retain(|(t, owner, _), _| !(t == tenant && *owner == Owner::Tenant));
-    }
-
-    fn collect_garbage(&self) {
-        let Ok(store) = self.store() else { return };
-        if let Err(e) = store.collect_garbage() {
-            tracing::warn!(target: "nboost::service", "blob garbage collection failed: {e}");
-        }
     }
 }

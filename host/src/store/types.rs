@@ -40,12 +40,6 @@ impl StoreError {
     }
 }
 
-impl From<rusqlite::Error> for StoreError {
-    fn from(e: rusqlite::Error) -> Self {
-        Self::Io(format!("sqlite: {e}"))
-    }
-}
-
 /// What one tenant may use. Storage quotas are checked when an upload
 /// commits; `max_concurrent` when a call is admitted; the limits narrow the
 /// host's (never widen them).
@@ -170,6 +164,7 @@ impl ObjectKind {
         }
     }
 
+    #[cfg(feature = "uploads")]
     pub(super) fn as_str(self) -> &'static str {
         match self {
             Self::Component => "component",

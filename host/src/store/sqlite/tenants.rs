@@ -27,12 +27,7 @@ impl Store {
         key_sha256: &str,
         quotas: &Quotas,
     ) -> Result<bool, StoreError> {
-        let hash = key_sha256.trim().to_ascii_lowercase();
-        if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(StoreError::InvalidName(format!(
-                "tenant `{name}`: key-sha256 must be 64 hex digits"
-            )));
-        }
+        let hash = checked_hash(name, key_sha256)?;
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let existed: bool = tx
