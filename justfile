@@ -41,13 +41,11 @@ build:
     cp target/debug/nboost target/debug/nboost-lean
     cargo build
 
-# The lean edge build, release: target/release/nboost-lean.
-release-lean:
+# Build the host (release, with `eval`), and the lean edge build beside it
+# as target/release/nboost-lean.
+release:
     cargo build --release -p nboost-host --no-default-features
     cp target/release/nboost target/release/nboost-lean
-
-# Build the host (release, with `eval`).
-release:
     cargo build --release --features eval
 
 # The main job: rerank a real Cranfield query's candidates with MiniLM.

@@ -6,6 +6,7 @@
 #   manifest      nboost rerank -c NAME (compiled code already in the cache)
 #   bundle        nboost rerank --bundle (signed; verified and unpacked on
 #                 every start), with the component precompiled into it
+#   lean          the same bundles on the lean edge build (nboost-lean)
 #   1000 entries  the lexical start with 999 more components in the manifest
 #   native ORT    Python: import onnxruntime + tokenizers, load the session
 #                 and tokenizer, embed query + passage (what a user would
@@ -36,6 +37,16 @@ for backend in tract ort; do
   measure "bundle minilm $backend (precompiled)" "$nboost" --backend $backend --cache-dir "$work/cache" \
     rerank --bundle "$work/minilm.nbb" --trusted-key "$work/op.pub" "${q[@]}"
 done
+# The lean edge build (no compiler, uploads, SQLite, eval), same bundles.
+lean=$(dirname "$nboost")/nboost-lean
+if [ -x "$lean" ]; then
+  measure "lean bundle minilm tract (precompiled)" "$lean" --cache-dir "$work/cache-lean" \
+    rerank --bundle "$work/minilm.nbb" --trusted-key "$work/op.pub" "${q[@]}"
+  measure "lean bundle lexical (precompiled)" "$lean" --cache-dir "$work/cache-lean" \
+    rerank --bundle "$work/lexical.nbb" --trusted-key "$work/op.pub" "${q[@]}"
+  echo "{\"binary\": \"full\", \"bytes\": $(stat -c %s "$nboost")}"
+  echo "{\"binary\": \"lean\", \"bytes\": $(stat -c %s "$lean")}"
+fi
 measure "manifest lexical" "$nboost" rerank -c lexical "${q[@]}"
 measure "bundle lexical (precompiled)" "$nboost" --cache-dir "$work/cache" \
   rerank --bundle "$work/lexical.nbb" --trusted-key "$work/op.pub" "${q[@]}"

@@ -4,7 +4,10 @@
 //! * `fresh`: a new instance for the call (pool allocation from the
 //!   pre-linked `InstancePre` with copy-on-write memory, `configure`, then
 //!   `score`) — the price of full per-call isolation;
-//! * `warm`: `score` on an already-configured instance.
+//! * `warm`: `score` on an already-configured instance;
+//! * `instantiate + configure` alone, for `lexical` and for `minilm`
+//!   (whose `configure` parses its 700 KB tokenizer inside the guest: what
+//!   a pre-initialised image would save).
 //!
 //! Run with `cargo bench --bench sandbox` (after `./just components`).
 //! Prints medians and p90 over many iterations; no assertions.
@@ -53,6 +56,27 @@ fn main() {
         plugin.score("wing lift", &passages).unwrap();
         warm.push(t.elapsed());
     }
+    let mut start = Vec::with_capacity(iters);
+    for _ in 0..iters {
+        let t = Instant::now();
+        let plugin = pre.instantiate(engine).unwrap();
+        start.push(t.elapsed());
+        drop(plugin);
+    }
+    let minilm = Manifest::load_for(&root.join("nboost.toml"), "minilm")
+        .ok()
+        .and_then(|m| Reranker::new(m, RerankerConfig::default()).ok())
+        .and_then(|r| r.registry().get("minilm").ok().map(|pre| (r, pre)));
+    let minilm_start = minilm.map(|(r, pre)| {
+        let mut v = Vec::new();
+        for _ in 0..20 {
+            let t = Instant::now();
+            let plugin = pre.instantiate(r.registry().engine()).unwrap();
+            v.push(t.elapsed());
+            drop(plugin);
+        }
+        stats(v)
+    });
     let (f50, f90) = stats(fresh);
     let (w50, w90) = stats(warm);
     println!("lexical, 10 passages, {iters} iterations");
@@ -62,4 +86,12 @@ fn main() {
         "isolation overhead (fresh - warm, medians):                 {:.1} us",
         f50 - w50
     );
+    let (s50, s90) = stats(start);
+    println!("lexical instantiate + configure:                            median {s50:.1} us, p90 {s90:.1} us");
+    match minilm_start {
+        Some((m50, m90)) => println!(
+            "minilm instantiate + configure (tokenizer parsed in guest): median {m50:.1} us, p90 {m90:.1} us"
+        ),
+        None => println!("minilm: not in nboost.toml or its files are missing (`./just model`)"),
+    }
 }
