@@ -87,6 +87,12 @@ bench-coldstart: components model release
 bench-polyglot: components model release
     bash bench/polyglot.sh
 
+# Replicas over PostgreSQL + S3 (s3s-fs) behind nginx: upload propagation
+# (median, max over 50), lexical throughput of 1 vs 3 replicas (64
+# clients), a kill -9 under load.
+bench-replicas: components release
+    bash bench/replicas.sh
+
 # Throughput on 1 query x 100 passages (~100 tokens), all back-ends and native ORT, one run.
 bench: components model release
     bash bench/run.sh

@@ -41,11 +41,15 @@ fi
 
 # Debian packages the tests use: headless Chromium for the proxy's status
 # page, the Distribution registry server (`docker-registry`) for the OCI
-# push/pull tests. The OpenSearch node the proxy tests use needs Java 17 and
-# Maven, which the base image has (../shared/opensearch/run.sh builds it).
+# push/pull tests, PostgreSQL and nginx for the multi-replica tests
+# (scripts/services.sh runs them on loopback). The OpenSearch node the proxy
+# tests use needs Java 17 and Maven, which the base image has
+# (../shared/opensearch/run.sh builds it).
 missing=()
 command -v chromium >/dev/null 2>&1 || missing+=(chromium fonts-dejavu-core)
 [ -x /usr/bin/docker-registry ] || missing+=(docker-registry)
+compgen -G '/usr/lib/postgresql/*/bin/pg_ctl' >/dev/null || missing+=(postgresql)
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
 if [ ${#missing[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" = 0 ] || sudo="sudo -n"
@@ -56,3 +60,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     echo "bootstrap: cannot install ${missing[*]} (no root); the tests that need them will skip" >&2
   fi
 fi
+
+# The S3-compatible server for the multi-replica tests (s3s-fs, built from
+# crates.io into .tools/s3s-fs; about 2 minutes on 2 cores, once).
+scripts/services.sh s3 install >/dev/null

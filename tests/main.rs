@@ -26,5 +26,8 @@ mod registry;
 mod requests;
 mod sandbox;
 mod scaffold;
+mod replicas;
+mod replicas_failures;
 mod server;
+mod services;
 mod uploads;

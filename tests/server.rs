@@ -69,7 +69,18 @@ impl Server {
     }
 
     /// [`Server::start`] with another `nboost` executable (the lean build).
-    pub(crate) fn start_with(mut nboost: Command, dir: &Path, extra: &[&str]) -> Server {
+    pub(crate) fn start_with(nboost: Command, dir: &Path, extra: &[&str]) -> Server {
+        Self::spawn(nboost, dir, &cache_dir(), "127.0.0.1:0", extra)
+    }
+
+    /// [`Server::start_with`] with its own artifact cache and address.
+    pub(crate) fn spawn(
+        mut nboost: Command,
+        dir: &Path,
+        cache: &Path,
+        listen: &str,
+        extra: &[&str],
+    ) -> Server {
         let manifest = dir.join("nboost.toml");
         if !manifest.exists() {
             std::fs::write(&manifest, standard_manifest()).unwrap();
@@ -85,15 +96,8 @@ impl Server {
             .arg("--manifest")
             .arg(&manifest)
             .arg("--cache-dir")
-            .arg(cache_dir())
-            .args([
-                "--threads",
-                "2",
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--data-dir",
-            ])
+            .arg(cache)
+            .args(["--threads", "2", "serve", "--listen", listen, "--data-dir"])
             .arg(dir.join("data"))
             .args(extra)
             .env("RUST_LOG", "info")

@@ -10,6 +10,7 @@
 //! | route | what |
 //! |---|---|
 //! | `GET /health` | liveness (no key) |
+//! | `GET /ready` | readiness: 503 while draining or the shared database is unreachable (no key) |
 //! | `GET /openapi.json`, `GET /docs` | the OpenAPI 3.1 document and a Swagger UI page over it (no key; bundled, contacts nothing else) |
 //! | `GET /info` | the default (or `?model=`) component in TEI's `/info` shape |
 //! | `POST /v1/rerank`, `POST /v2/rerank` | Cohere / Jina rerank ([`api`]) |
@@ -91,6 +92,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// HTTP settings.
     pub config: Arc<ServerConfig>,
+    /// Set when shutdown began: `/ready` answers 503 from then on.
+    pub draining: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl AppState {
@@ -100,6 +103,7 @@ impl AppState {
             service: Arc::new(service),
             metrics: Arc::new(Metrics::new()),
             config: Arc::new(config),
+            draining: Arc::default(),
         }
     }
 }
@@ -135,6 +139,7 @@ pub fn router(state: AppState) -> Router {
         .config(utoipa_swagger_ui::Config::from("/openapi.json").validator_url("none"));
     Router::new()
         .route("/health", get(health))
+        .route("/ready", get(ready))
         .route("/openapi.json", get(openapi))
         .merge(docs)
         // Reranks authenticate on their one blocking job (`Service::rerank`).
@@ -161,8 +166,12 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let draining = state.draining.clone();
     axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            draining.store(true, std::sync::atomic::Ordering::SeqCst);
+        })
         .await
 }
 
@@ -320,6 +329,22 @@ async fn method_not_allowed() -> Response {
 
 async fn health() -> Json<serde_json::Value> {
     Json(serde_json::json!({ "status": "ok" }))
+}
+
+/// Readiness: 503 while draining or while the shared database has not
+/// answered lately (a load balancer then sends requests elsewhere).
+async fn ready(State(state): State<AppState>) -> Response {
+    if state.draining.load(std::sync::atomic::Ordering::SeqCst) {
+        let body = serde_json::json!({ "status": "draining" });
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+    }
+    match state.service.ready() {
+        Ok(()) => Json(serde_json::json!({ "status": "ready" })).into_response(),
+        Err(reason) => {
+            let body = serde_json::json!({ "status": "unavailable", "reason": reason });
+            (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+        }
+    }
 }
 
 async fn metrics_text(State(state): State<AppState>) -> Response {

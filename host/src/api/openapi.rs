@@ -109,13 +109,13 @@ impl Modify for Conventions {
     info(
         title = "nboost",
         description = "Multi-tenant reranking with sandboxed WebAssembly components. Every route but \
-                       /health, /openapi.json and /docs needs `Authorization: Bearer <key>`. Errors \
+                       /health, /ready, /openapi.json and /docs needs `Authorization: Bearer <key>`. Errors \
                        are `{error, error_type, detail}`."
     ),
     security(("bearer" = [])),
     modifiers(&Bearer, &Conventions),
     paths(
-        health, rerank_v1, rerank_v2, rerank_tei, list_components, get_component,
+        health, ready, rerank_v1, rerank_v2, rerank_tei, list_components, get_component,
         put_component, delete_component, list_graphs, get_graph, put_graph, delete_graph,
         list_aliases, get_alias, put_alias, delete_alias, info, metrics, openapi_json, docs
     ),
@@ -144,11 +144,20 @@ pub fn document() -> &'static str {
     })
 }
 
-/// Liveness; the only route without a key.
+/// Liveness; no key.
 #[utoipa::path(get, path = "/health", security(()),
     responses((status = 200, description = "`{\"status\": \"ok\"}`", body = Object)))]
 #[allow(dead_code, reason = "documentation only")]
 fn health() {}
+
+/// Readiness; no key. 503 while the server drains after SIGTERM, or while
+/// the shared database (replicas) has not answered for three poll periods.
+#[utoipa::path(get, path = "/ready", security(()),
+    responses(
+        (status = 200, description = "`{\"status\": \"ready\"}`", body = Object),
+        (status = 503, description = "`{\"status\": \"draining\"}` or `{\"status\": \"unavailable\", \"reason\": ...}`", body = Object)))]
+#[allow(dead_code, reason = "documentation only")]
+fn ready() {}
 
 /// Rerank documents for a query (Cohere v1 / Jina shape).
 #[utoipa::path(post, path = "/v1/rerank", request_body = RerankRequest, tag = "rerank",

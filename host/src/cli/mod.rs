@@ -7,6 +7,8 @@ mod compile;
 mod components;
 #[cfg(feature = "eval")]
 mod eval;
+#[cfg(feature = "shared")]
+mod migrate;
 mod new;
 mod oci;
 mod proxy;
@@ -188,6 +190,10 @@ enum Command {
     /// Add tenants, rotate their keys, set their quotas.
     #[command(subcommand)]
     Tenants(tenants::TenantsCommand),
+    /// Apply the shared database's schema migrations (replicas over
+    /// PostgreSQL; `serve` also applies them at start).
+    #[cfg(feature = "shared")]
+    Migrate(migrate::MigrateCommand),
     /// The WIT contract (`nboost:reranker`) in an OCI registry, in `wkg`'s
     /// layout: push, pull.
     #[command(subcommand)]
@@ -258,6 +264,8 @@ impl Cli {
             Command::Bundle(c) => c.run(&self.global),
             Command::New(c) => c.run(),
             Command::Tenants(c) => c.run(),
+            #[cfg(feature = "shared")]
+            Command::Migrate(c) => c.run(),
             Command::Wit(c) => c.run(),
         }
     }

@@ -20,7 +20,7 @@ use nboost::nn::NnHost;
 use nboost::registry::Registry;
 use nboost::sandbox::SandboxEngine;
 use nboost::service::{Service, ServiceOptions};
-use nboost::store::Store;
+
 
 use super::tenants::{apply_tenants_file, DataDirArgs};
 use super::{CliError, GlobalArgs};
@@ -153,14 +153,16 @@ impl ServeCommand {
             .map_err(|e| anyhow::anyhow!("cannot create the wasm engine: {e:#}"))?;
         let nn = Arc::new(NnHost::new(config.nn, manifest.graphs.clone()));
         let public = manifest.components.len();
+        let store = Arc::new(self.data.open(true)?);
         let registry = Registry::new(Arc::new(engine), nn, manifest, config.cache_dir)?
-            .with_isolated_compiler(Some(global.isolated_compiler()?));
-        let store = Store::open_for_serving(&self.data.data_dir)?;
+            .with_isolated_compiler(Some(global.isolated_compiler()?))
+            .with_shared_artifacts(shared_artifacts(&store));
         if let Some(path) = &self.tenants {
             apply_tenants_file(path, &store)?;
         }
         let tenants = store.tenants()?.len();
-        let service = Service::new(registry, Arc::new(store), options.clone());
+        let store_kind = store_kind(&store);
+        let service = Service::new(registry, store, options.clone());
         let state = AppState::new(
             service,
             ServerConfig {
@@ -203,6 +205,7 @@ impl ServeCommand {
                 target: "nboost::server",
                 %addr,
                 data_dir = %self.data.data_dir.display(),
+                store = store_kind,
                 public_components = public,
                 tenants,
                 workers = options.workers,
@@ -224,4 +227,47 @@ impl ServeCommand {
         eprintln!("nboost: stopped after draining requests in flight");
         Ok(())
     }
+}
+
+/// Replicas over an object store share precompiled artifacts through it.
+#[cfg(feature = "shared")]
+fn shared_artifacts(
+    store: &Arc<nboost::store::Store>,
+) -> Option<Arc<dyn nboost::registry::SharedArtifacts>> {
+    struct Shared(Arc<nboost::store::Store>);
+    impl nboost::registry::SharedArtifacts for Shared {
+        fn get(&self, key: &str) -> Option<Vec<u8>> {
+            self.0
+                .blob_store()
+                .get_artifact(key)
+                .unwrap_or_else(|e| {
+                    tracing::warn!(target: "nboost::server", "shared artifact {key}: {e}");
+                    None
+                })
+        }
+        fn put(&self, key: &str, bytes: &[u8]) {
+            if let Err(e) = self.0.blob_store().put_artifact(key, bytes) {
+                tracing::warn!(target: "nboost::server", "cannot share artifact {key}: {e}");
+            }
+        }
+    }
+    store
+        .blob_store()
+        .shares_artifacts()
+        .then(|| Arc::new(Shared(store.clone())) as Arc<dyn nboost::registry::SharedArtifacts>)
+}
+
+#[cfg(not(feature = "shared"))]
+fn shared_artifacts<T>(_: &T) -> Option<Arc<dyn nboost::registry::SharedArtifacts>> {
+    None
+}
+
+#[cfg(feature = "uploads")]
+fn store_kind(store: &nboost::store::Store) -> &'static str {
+    store.kind()
+}
+
+#[cfg(not(feature = "uploads"))]
+fn store_kind<T>(_: &T) -> &'static str {
+    "memory"
 }

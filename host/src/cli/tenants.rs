@@ -35,6 +35,58 @@ pub struct DataDirArgs {
     /// (created if missing).
     #[arg(long, env = "NBOOST_DATA_DIR", default_value = "nboost-data")]
     pub data_dir: PathBuf,
+    /// Shared state for replicas: tenants and records in this PostgreSQL
+    /// database (`postgres://USER[:PASS]@HOST[:PORT]/DB`) instead of the
+    /// data directory's SQLite; the data directory then holds only caches.
+    /// Needs `--object-store`.
+    #[cfg(feature = "shared")]
+    #[arg(long, env = "NBOOST_DATABASE_URL", requires = "object_store")]
+    pub database_url: Option<String>,
+    /// Blobs (uploads, precompiled artifacts) in this S3-compatible bucket
+    /// (`s3://BUCKET[/PREFIX]`; endpoint and credentials from `AWS_*`
+    /// variables: `AWS_ENDPOINT_URL`, `AWS_ACCESS_KEY_ID`,
+    /// `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`, `AWS_ALLOW_HTTP=true` for a
+    /// plain-HTTP endpoint). Needs `--database-url`.
+    #[cfg(feature = "shared")]
+    #[arg(long, env = "NBOOST_OBJECT_STORE", requires = "database_url")]
+    pub object_store: Option<String>,
+    /// Connections in this process's PostgreSQL pool (shared state).
+    #[cfg(feature = "shared")]
+    #[arg(long, env = "NBOOST_DATABASE_POOL", default_value_t = 8)]
+    pub database_pool: usize,
+}
+
+#[cfg(feature = "uploads")]
+impl DataDirArgs {
+    /// The store these flags name: shared (PostgreSQL + object store) or
+    /// the data directory's; `serving` takes the directory's lock, removes
+    /// crash leftovers, and (shared) joins the live replicas.
+    pub fn open(&self, serving: bool) -> Result<Store, StoreError> {
+        #[cfg(feature = "shared")]
+        if let (Some(db), Some(bucket)) = (&self.database_url, &self.object_store) {
+            let config = nboost::store::shared::SharedConfig {
+                database_url: db.clone(),
+                object_store: bucket.clone(),
+                s3_options: Vec::new(),
+                pool_size: self.database_pool,
+                garbage_min_age: std::time::Duration::from_secs(15 * 60),
+                heartbeat: serving,
+            };
+            let store = nboost::store::shared::open(&self.data_dir, &config)?;
+            return if serving {
+                let store = store.lock_for_serving()?;
+                store.recover()?;
+                Ok(store)
+            } else {
+                Ok(store)
+            };
+        }
+        if serving {
+            Store::open_for_serving(&self.data_dir)
+        } else {
+            Store::open(&self.data_dir)
+        }
+    }
 }
 
 /// Quota flags; unset ones keep the default (add) or current (set-quota)
@@ -222,14 +274,14 @@ impl TenantsCommand {
         match self {
             Self::Add { name, data, quotas } => {
                 let id = TenantId::parse(&name).map_err(StoreError::InvalidName)?;
-                let store = Store::open(&data.data_dir)?;
+                let store = data.open(false)?;
                 let key = store.add_tenant(&id, &quotas.over(Quotas::default()))?;
                 eprintln!("tenant `{id}` added; its API key (shown once) follows on stdout");
                 println!("{}", key.reveal());
             }
             Self::RotateKey { name, data } => {
                 let id = TenantId::parse(&name).map_err(StoreError::InvalidName)?;
-                let store = Store::open(&data.data_dir)?;
+                let store = data.open(false)?;
                 let key = store.rotate_key(&id)?;
                 eprintln!(
                     "tenant `{id}` has a new API key (shown once; the old one no longer works):"
@@ -238,7 +290,7 @@ impl TenantsCommand {
             }
             Self::SetQuota { name, data, quotas } => {
                 let id = TenantId::parse(&name).map_err(StoreError::InvalidName)?;
-                let store = Store::open(&data.data_dir)?;
+                let store = data.open(false)?;
                 let current = store
                     .tenant(&id)?
                     .ok_or_else(|| StoreError::UnknownTenant(name.clone()))?;
@@ -247,7 +299,7 @@ impl TenantsCommand {
             }
             Self::NewKey => new_key()?,
             Self::List { data } => {
-                let store = Store::open(&data.data_dir)?;
+                let store = data.open(false)?;
                 for t in store.tenants()? {
                     let usage = store.usage(&t.name)?;
                     println!(
@@ -258,5 +310,13 @@ impl TenantsCommand {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(not(feature = "uploads"))]
+impl DataDirArgs {
+    /// The lean build's store: tenants in memory, the directory locked.
+    pub fn open(&self, _serving: bool) -> Result<Store, StoreError> {
+        Store::open_for_serving(&self.data_dir)
     }
 }

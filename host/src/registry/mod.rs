@@ -25,7 +25,6 @@ pub use crate::names::check_name;
 pub use isolate::IsolatedCompiler;
 pub use manifest::{ComponentEntry, Manifest};
 
-#[cfg(feature = "compiler")]
 use crate::fsutil::write_atomic;
 use crate::nn::NnHost;
 pub use crate::sandbox::PluginGraphs;
@@ -46,6 +45,20 @@ pub struct RegistryStats {
     pub cache_hits: AtomicUsize,
 }
 
+/// Precompiled artifacts shared by replicas (an object store): what one
+/// replica compiled, the others load instead of compiling. Keys are
+/// `<engine cache key>/<component sha256 hex>.cwasm`, so an artifact is
+/// only ever offered to an engine of the same version and configuration.
+/// Artifacts are native code: the store behind this is trusted like the
+/// operator's own disk.
+pub trait SharedArtifacts: Send + Sync {
+    /// The artifact of `key`, if shared (errors are logged, not raised: a
+    /// miss only costs a compile).
+    fn get(&self, key: &str) -> Option<Vec<u8>>;
+    /// Share the artifact of `key`.
+    fn put(&self, key: &str, bytes: &[u8]);
+}
+
 /// Loads and caches components named in a manifest.
 pub struct Registry {
     engine: Arc<SandboxEngine>,
@@ -56,6 +69,7 @@ pub struct Registry {
     loaded: Mutex<HashMap<String, Arc<OnceCell<Arc<PluginPre>>>>>,
     stats: RegistryStats,
     isolation: Option<IsolatedCompiler>,
+    shared: Option<Arc<dyn SharedArtifacts>>,
 }
 
 /// A component ready to prepare, whatever its source (a manifest entry, an
@@ -112,6 +126,7 @@ impl Registry {
             loaded: Mutex::new(HashMap::new()),
             stats: RegistryStats::default(),
             isolation: None,
+            shared: None,
         })
     }
 
@@ -119,6 +134,13 @@ impl Registry {
     /// check`) in a limited subprocess ([`isolate`]) instead of in process.
     pub fn with_isolated_compiler(mut self, compiler: Option<IsolatedCompiler>) -> Self {
         self.isolation = compiler;
+        self
+    }
+
+    /// Share artifacts with other replicas through `shared` (with the
+    /// on-disk cache as the local copy).
+    pub fn with_shared_artifacts(mut self, shared: Option<Arc<dyn SharedArtifacts>>) -> Self {
+        self.shared = shared;
         self
     }
 
@@ -282,6 +304,22 @@ impl Registry {
             }
         }
         let artifact = self.artifact_path(report);
+        let shared_key = format!(
+            "{}/{}.cwasm",
+            self.engine.cache_key(),
+            report.sha256.trim_start_matches("sha256:")
+        );
+        if let (Some(shared), Some(path)) = (&self.shared, artifact.as_deref()) {
+            if !path.is_file() {
+                if let Some(bytes) = shared.get(&shared_key) {
+                    if let Err(e) = write_atomic(path, &bytes) {
+                        tracing::warn!(target: "nboost::registry", "cannot cache a shared artifact: {e}");
+                    } else {
+                        tracing::info!(target: "nboost::registry", key = %shared_key, "artifact from the shared store");
+                    }
+                }
+            }
+        }
         if let Some(path) = artifact.as_deref().filter(|p| p.is_file()) {
             match deserialize(&self.engine, path) {
                 Ok(c) => {
@@ -295,7 +333,13 @@ impl Registry {
                 ),
             }
         }
-        self.compile_now(bytes, isolate, artifact, unfit)
+        let compiled = self.compile_now(bytes, isolate, artifact.clone(), unfit)?;
+        if let (Some(shared), Some(path)) = (&self.shared, artifact.as_deref()) {
+            if let Ok(data) = std::fs::read(path) {
+                shared.put(&shared_key, &data);
+            }
+        }
+        Ok(compiled)
     }
 
     /// A runtime-only build (no cargo feature `compiler`): what has no

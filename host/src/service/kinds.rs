@@ -100,6 +100,10 @@ impl Kind for Components {
             version: rec.version,
             deadline_ms: tenant.quotas.deadline_ms,
             memory_mib: tenant.quotas.memory_mib,
+            graphs: service
+                .store
+                .as_ref()
+                .map_or(0, |s| s.graph_epoch(&tenant.name)),
         };
         let mut catalog = service.catalog.lock().unwrap_or_else(|e| e.into_inner());
         let key = (tenant.name.clone(), Owner::Tenant, name.clone());

@@ -112,13 +112,15 @@ use crate::RerankError;
 /// Catalog key: (calling tenant, owner, component name).
 pub(super) type Key = (TenantId, Owner, ComponentName);
 
-/// What a catalog slot was built from: the component version and the
-/// tenant's limit quotas. Any change means a rebuild.
+/// What a catalog slot was built from: the component version, the
+/// tenant's limit quotas, and (replicas) the epoch of the tenant's graphs
+/// as changed through other replicas. Any change means a rebuild.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Ident {
     version: u64,
     deadline_ms: Option<u64>,
     memory_mib: Option<u64>,
+    graphs: u64,
 }
 
 pub(super) struct Slot {
@@ -188,6 +190,12 @@ impl Service {
             .ok_or_else(|| ServiceError::Forbidden("this service has no tenants".into()))
     }
 
+    /// Whether the service can answer what needs its store now
+    /// (readiness).
+    pub fn ready(&self) -> Result<(), String> {
+        self.store.as_ref().map_or(Ok(()), |s| s.ready())
+    }
+
     /// The registry (manifest, engine, graphs).
     pub fn registry(&self) -> &Registry {
         &self.registry
@@ -223,7 +231,13 @@ impl Service {
 
     fn tenant_semaphore(&self, tenant: &Tenant) -> Arc<Semaphore> {
         let mut slots = self.tenant_slots.lock().unwrap_or_else(|e| e.into_inner());
-        let want = tenant.quotas.max_concurrent.max(1);
+        // Replicas divide the quota among the live ones (see docs/scaling.md).
+        let want = match &self.store {
+            Some(store) if !tenant.is_operator() => {
+                store.concurrency_share(tenant.quotas.max_concurrent.max(1))
+            }
+            _ => tenant.quotas.max_concurrent.max(1),
+        };
         match slots.get(&tenant.name) {
             Some((n, s)) if *n == want => s.clone(),
             _ => {
@@ -295,6 +309,10 @@ impl Service {
                 version: rec.as_ref().map_or(0, |r| r.version),
                 deadline_ms: tenant.quotas.deadline_ms,
                 memory_mib: tenant.quotas.memory_mib,
+                graphs: match (&rec, &self.store) {
+                    (Some(_), Some(store)) => store.graph_epoch(&tenant.name),
+                    _ => 0,
+                },
             };
             let key = (tenant.name.clone(), owner, component.clone());
             let cell = {
@@ -341,7 +359,7 @@ impl Service {
     ) -> Result<(PluginPre, Option<Fusion>), ServiceError> {
         let stored: StoredComponent = serde_json::from_str(&rec.meta)
             .map_err(|e| ServiceError::Internal(format!("component metadata: {e}")))?;
-        let bytes = self.store()?.blobs().read(&rec.digest)?;
+        let bytes = self.store()?.read_blob(&rec.digest)?;
         let (pre, _) = self
             .prepare(tenant, &rec.name, &bytes, &stored.config)
             .map_err(|e| match e {
@@ -388,7 +406,7 @@ impl Service {
                     ))
                 })?;
             let text =
-                String::from_utf8(self.store()?.blobs().read(&rec.digest)?).map_err(|_| {
+                String::from_utf8(self.store()?.read_blob(&rec.digest)?).map_err(|_| {
                     ServiceError::Unprocessable(format!(
                         "setting file `{key}`: graph `{file}` is not UTF-8 text"
                     ))
@@ -437,7 +455,7 @@ impl Service {
                     "graph `{name}` has format `text`; only `onnx` graphs can be loaded through wasi-nn"
                 )));
             }
-            let bytes = self.store()?.blobs().read(&rec.digest)?;
+            let bytes = self.store()?.read_blob(&rec.digest)?;
             let g = self.registry.nn().load_graph_bytes(name, &bytes)?;
             self.graphs
                 .lock()

@@ -116,3 +116,34 @@ impl Blobs {
         }
     }
 }
+
+#[cfg(feature = "uploads")]
+impl super::BlobStore for Blobs {
+    fn write(&self, bytes: &[u8]) -> Result<String, StoreError> {
+        Blobs::write(self, bytes)
+    }
+
+    fn read(&self, digest: &str) -> Result<Vec<u8>, StoreError> {
+        Blobs::read(self, digest)
+    }
+
+    fn list(&self) -> Result<Vec<(String, Option<std::time::Duration>)>, StoreError> {
+        let (blobs, _) = Blobs::list(self)?;
+        // Every writer of these files is this process (the directory is
+        // locked), and its pins cover uploads in progress: no age needed.
+        Ok(blobs.into_iter().map(|d| (d, None)).collect())
+    }
+
+    fn remove(&self, digest: &str) -> Result<(), StoreError> {
+        Blobs::remove(self, digest)
+    }
+
+    fn recover(&self) -> Result<(), StoreError> {
+        let (_, temps) = Blobs::list(self)?;
+        for t in temps {
+            tracing::info!(target: "nboost::store", path = %t.display(), "removing an interrupted upload");
+            let _ = std::fs::remove_file(&t);
+        }
+        Ok(())
+    }
+}

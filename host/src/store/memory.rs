@@ -53,6 +53,26 @@ impl Store {
         &self.blobs
     }
 
+    /// The bytes of blob `digest` (a lean node stores none).
+    pub fn read_blob(&self, digest: &str) -> Result<Vec<u8>, StoreError> {
+        self.blobs.read(digest)
+    }
+
+    /// A single node's share of a concurrency quota: all of it.
+    pub fn concurrency_share(&self, max_concurrent: u32) -> u32 {
+        max_concurrent.max(1)
+    }
+
+    /// Graphs never change on a lean node.
+    pub fn graph_epoch(&self, _tenant: &TenantId) -> u64 {
+        0
+    }
+
+    /// Always reachable (memory).
+    pub fn ready(&self) -> Result<(), String> {
+        Ok(())
+    }
+
     /// The store now.
     pub fn snapshot(&self) -> Result<Snapshot, StoreError> {
         Ok(Snapshot(0))

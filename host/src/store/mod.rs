@@ -29,22 +29,40 @@
 //! start, and there are no objects at all (`memory`): an edge node serves
 //! only the signed bundles it started with.
 
+//! With feature `shared` (default on), `nboost serve --database-url
+//! --object-store` puts the same tables in PostgreSQL and the blobs in
+//! S3-compatible object storage ([`shared`]), for replicas behind a load
+//! balancer; both pairs sit behind the traits of [`backend`] and pass the
+//! same conformance [`suite`].
+
+#[cfg(feature = "uploads")]
+pub mod backend;
 pub mod blobs;
+#[cfg(feature = "uploads")]
+mod cache;
+#[cfg(feature = "uploads")]
+mod facade;
 pub mod keys;
 #[cfg(not(feature = "uploads"))]
 mod memory;
+#[cfg(feature = "shared")]
+pub mod shared;
 #[cfg(feature = "uploads")]
 pub mod sqlite;
+#[cfg(feature = "uploads")]
+pub mod suite;
 mod types;
 
 use std::path::{Path, PathBuf};
 
+#[cfg(feature = "uploads")]
+pub use backend::{BlobStore, MetaStore, Snapshot};
 pub use blobs::Blobs;
+#[cfg(feature = "uploads")]
+pub use facade::{BlobPin, Store};
 pub use keys::{hash_key, ApiKey};
 #[cfg(not(feature = "uploads"))]
 pub use memory::{Snapshot, Store};
-#[cfg(feature = "uploads")]
-pub use sqlite::{BlobPin, Snapshot, Store};
 pub use types::*;
 
 use crate::names::check_name;

@@ -32,6 +32,10 @@ pub enum StoreError {
     /// File system or SQLite failure.
     #[error("storage: {0}")]
     Io(String),
+    /// Shared storage (the database or the object store) cannot be reached
+    /// or refuses the operation now; retrying later may work.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
 }
 
 impl StoreError {

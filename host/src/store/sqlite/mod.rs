@@ -1,19 +1,17 @@
-//! The durable store (feature `uploads`): SQLite metadata beside the blob
-//! files, for a server that takes uploads (see the parent module).
+//! The single-node metadata backend (feature `uploads`): SQLite beside the
+//! blob files of the data directory (see the parent module).
 
-mod cache;
 mod objects;
 mod tenants;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Mutex;
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
+use super::cache::ReadCache;
 #[allow(unused_imports, reason = "the store's shared imports")]
 use super::*;
-pub use cache::Snapshot;
-pub use objects::BlobPin;
 use objects::*;
 
 impl From<rusqlite::Error> for StoreError {
@@ -22,17 +20,11 @@ impl From<rusqlite::Error> for StoreError {
     }
 }
 
-/// The data directory: tenants, blobs, metadata.
-pub struct Store {
-    dir: PathBuf,
-    blobs: Blobs,
+/// SQLite metadata: the `tenants` and `objects` tables.
+pub struct SqliteMeta {
     conn: Mutex<Connection>,
-    /// Digests of blobs written by uploads that have not committed yet:
-    /// garbage collection skips them.
-    pinned: Mutex<HashMap<String, usize>>,
-    /// Tenants by key hash and object records, exact (see [`cache`]).
-    cache: Mutex<cache::ReadCache>,
-    _lock: Option<std::fs::File>,
+    /// Tenants by key hash and object records, exact (see [`super::cache`]).
+    cache: Mutex<ReadCache>,
 }
 
 const SCHEMA: &str = r#"
@@ -106,78 +98,104 @@ fn object_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ObjectRecord> {
 
 const OBJECT_COLUMNS: &str = "tenant, kind, name, version, digest, size, meta, created_at";
 
-impl Store {
-    /// Open (creating if needed) the data directory `dir`. Several
-    /// processes may open it (the `tenants` CLI next to a running server);
-    /// SQLite serialises their writes.
-    pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
-        let blobs = Blobs::open(dir.join("blobs"))?;
-        let conn = Connection::open(dir.join("meta.sqlite"))?;
+impl SqliteMeta {
+    /// Open (creating if needed) the database at `path`.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let conn = Connection::open(path)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.execute_batch(SCHEMA)?;
         Ok(Self {
-            dir: dir.to_path_buf(),
-            blobs,
             conn: Mutex::new(conn),
-            pinned: Mutex::new(HashMap::new()),
-            cache: Mutex::new(cache::ReadCache::default()),
-            _lock: None,
+            cache: Mutex::new(ReadCache::default()),
         })
-    }
-
-    /// Open `dir` for serving: take the directory's exclusive lock (one
-    /// server per data directory; released by the OS if the process dies),
-    /// then [`recover`](Self::recover).
-    pub fn open_for_serving(dir: &Path) -> Result<Self, StoreError> {
-        let lock = lock_dir(dir)?;
-        let mut store = Self::open(dir)?;
-        store._lock = Some(lock);
-        store.recover()?;
-        Ok(store)
-    }
-
-    /// The data directory.
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
-    /// The blob files.
-    pub fn blobs(&self) -> &Blobs {
-        &self.blobs
-    }
-
-    /// The database's stamp now: reads given it use the cache when nothing
-    /// changed since (one `PRAGMA data_version`, no table touched).
-    pub fn snapshot(&self) -> Result<Snapshot, StoreError> {
-        Ok(cache::stamp(&self.conn())?)
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
 
-    /// After a crash: remove temp files and blobs that no row names. Only
-    /// safe when no upload is in progress (at start, under the lock).
-    pub fn recover(&self) -> Result<(), StoreError> {
-        let (_, temps) = self.blobs.list()?;
-        for t in temps {
-            tracing::info!(target: "nboost::store", path = %t.display(), "removing an interrupted upload");
-            let _ = std::fs::remove_file(&t);
-        }
-        let removed = self.collect_garbage()?;
-        if removed > 0 {
-            tracing::info!(target: "nboost::store", removed, "removed unreferenced blobs");
-        }
-        Ok(())
+/// The database's stamp: `PRAGMA data_version` (moved by other
+/// connections' commits) and this connection's `total_changes()`.
+fn stamp(conn: &Connection) -> rusqlite::Result<Snapshot> {
+    let version: i64 = conn
+        .prepare_cached("PRAGMA data_version")?
+        .query_row([], |r| r.get(0))?;
+    Ok(Snapshot(version, conn.total_changes()))
+}
+
+impl MetaStore for SqliteMeta {
+    fn snapshot(&self) -> Result<Snapshot, StoreError> {
+        Ok(stamp(&self.conn())?)
+    }
+    fn insert_tenant(&self, n: &TenantId, h: &str, q: &Quotas) -> Result<bool, StoreError> {
+        self.insert_tenant_(n, h, q)
+    }
+    fn upsert_tenant(&self, n: &TenantId, h: &str, q: &Quotas) -> Result<bool, StoreError> {
+        self.upsert_tenant_(n, h, q)
+    }
+    fn set_key(&self, n: &TenantId, h: &str) -> Result<(), StoreError> {
+        self.set_key_(n, h)
+    }
+    fn set_quotas(&self, n: &TenantId, q: &Quotas) -> Result<(), StoreError> {
+        self.set_quotas_(n, q)
+    }
+    fn tenants(&self) -> Result<Vec<Tenant>, StoreError> {
+        self.tenants_()
+    }
+    fn tenant(&self, n: &TenantId) -> Result<Option<Tenant>, StoreError> {
+        self.tenant_(n)
+    }
+    fn authenticate_hash(
+        &self,
+        h: &str,
+        s: Option<Snapshot>,
+    ) -> Result<Option<Tenant>, StoreError> {
+        self.authenticate_(h, s)
+    }
+    fn usage(&self, t: &TenantId) -> Result<Usage, StoreError> {
+        usage(&self.conn(), t.as_str())
+    }
+    fn put_object(
+        &self,
+        t: &TenantId,
+        k: ObjectKind,
+        n: &str,
+        d: &str,
+        size: u64,
+        meta: &str,
+    ) -> Result<ObjectRecord, StoreError> {
+        self.put_object_(t, k, n, d, size, meta)
+    }
+    fn object_at(
+        &self,
+        t: &TenantId,
+        k: ObjectKind,
+        n: &str,
+        s: Option<Snapshot>,
+    ) -> Result<Option<ObjectRecord>, StoreError> {
+        self.object_at_(t, k, n, s)
+    }
+    fn objects(&self, t: &TenantId, k: ObjectKind) -> Result<Vec<ObjectRecord>, StoreError> {
+        self.objects_(t, k)
+    }
+    fn all_objects(&self) -> Result<Vec<ObjectRecord>, StoreError> {
+        self.all_objects_()
+    }
+    fn delete_object(&self, t: &TenantId, k: ObjectKind, n: &str) -> Result<bool, StoreError> {
+        self.delete_object_(t, k, n)
+    }
+    fn referenced_digests(&self) -> Result<HashSet<String>, StoreError> {
+        self.referenced_()
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::suite;
     use super::*;
 
     fn tenant(s: &Store, name: &str, quotas: Quotas) -> (TenantId, ApiKey) {
@@ -187,95 +205,26 @@ mod tests {
     }
 
     #[test]
-    fn tenants_keys_and_rotation() {
+    fn conformance_suite() {
+        let dirs: std::cell::RefCell<Vec<tempfile::TempDir>> = Default::default();
+        suite::run_all(&mut || {
+            let dir = tempfile::tempdir().unwrap();
+            let s = Store::open(dir.path()).unwrap();
+            dirs.borrow_mut().push(dir);
+            s
+        });
+    }
+
+    #[test]
+    fn keys_are_never_stored_in_clear() {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(dir.path()).unwrap();
-        let (a, key) = tenant(&s, "acme", Quotas::default());
-        assert!(matches!(
-            s.add_tenant(&a, &Quotas::default()),
-            Err(StoreError::TenantExists(_))
-        ));
-        assert_eq!(s.authenticate(key.reveal()).unwrap().unwrap().name, a);
-        assert!(s.authenticate("nbk_wrong").unwrap().is_none());
+        let (a, _) = tenant(&s, "acme", Quotas::default());
         let new = s.rotate_key(&a).unwrap();
-        assert!(s.authenticate(key.reveal()).unwrap().is_none());
-        assert_eq!(s.authenticate(new.reveal()).unwrap().unwrap().name, a);
-        assert!(TenantId::parse("Bad_Name").is_err());
-        // Keys are never stored in clear.
         drop(s);
         let db = std::fs::read(dir.path().join("meta.sqlite")).unwrap();
         let text = String::from_utf8_lossy(&db);
         assert!(!text.contains(new.reveal()));
-    }
-
-    #[test]
-    fn tenants_from_configuration_are_upserted() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(dir.path()).unwrap();
-        let id = TenantId::parse("conf").unwrap();
-        let key = ApiKey::generate().unwrap();
-        assert!(s
-            .upsert_tenant_hashed(&id, &key.hash(), &Quotas::default())
-            .unwrap());
-        assert_eq!(s.authenticate(key.reveal()).unwrap().unwrap().name, id);
-        let q = Quotas {
-            max_concurrent: 3,
-            ..Quotas::default()
-        };
-        let other = ApiKey::generate().unwrap();
-        assert!(!s
-            .upsert_tenant_hashed(&id, &other.hash().to_uppercase(), &q)
-            .unwrap());
-        assert!(s.authenticate(key.reveal()).unwrap().is_none());
-        assert_eq!(s.authenticate(other.reveal()).unwrap().unwrap().quotas, q);
-        assert!(s.upsert_tenant_hashed(&id, "abc", &q).is_err());
-    }
-
-    #[test]
-    fn versions_quotas_and_garbage() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(dir.path()).unwrap();
-        let quotas = Quotas {
-            max_components: 1,
-            max_bytes: 10,
-            ..Quotas::default()
-        };
-        let (a, _) = tenant(&s, "a", quotas);
-        let (b, _) = tenant(&s, "b", Quotas::default());
-        let pin = s.write_blob(b"12345").unwrap();
-        let v1 = s
-            .put_object(&a, ObjectKind::Component, "x", &pin, 5, "{}")
-            .unwrap();
-        assert_eq!(v1.version, 1);
-        drop(pin);
-        let pin = s.write_blob(b"123456").unwrap();
-        let v2 = s
-            .put_object(&a, ObjectKind::Component, "x", &pin, 6, "{}")
-            .unwrap();
-        assert_eq!(v2.version, 2);
-        // Count quota, then byte quota.
-        let e = s
-            .put_object(&a, ObjectKind::Component, "y", &pin, 1, "{}")
-            .unwrap_err();
-        assert!(matches!(e, StoreError::Quota(_)), "{e}");
-        let e = s
-            .put_object(&a, ObjectKind::Graph, "g", &pin, 6, "{}")
-            .unwrap_err();
-        assert!(matches!(e, StoreError::Quota(_)), "{e}");
-        drop(pin);
-        // Namespaces are separate.
-        assert!(s.object(&b, ObjectKind::Component, "x").unwrap().is_none());
-        assert!(!s.delete_object(&b, ObjectKind::Component, "x").unwrap());
-        // v1's blob is garbage now, v2's is not.
-        assert_eq!(s.collect_garbage().unwrap(), 1);
-        assert_eq!(s.blobs().read(&v2.digest).unwrap(), b"123456");
-        assert!(s.delete_object(&a, ObjectKind::Component, "x").unwrap());
-        // A pinned blob survives collection.
-        let pin = s.write_blob(b"pinned").unwrap();
-        assert_eq!(s.collect_garbage().unwrap(), 1);
-        assert!(s.blobs().read(pin.digest()).is_ok());
-        drop(pin);
-        assert_eq!(s.collect_garbage().unwrap(), 1);
     }
 
     #[test]
@@ -292,12 +241,12 @@ mod tests {
             .put_object(&a, ObjectKind::Graph, "g", &pin, 7, "{}")
             .unwrap();
         drop(pin);
-        std::fs::write(s.blobs().path(&rec.digest).unwrap(), b"tampered").unwrap();
+        std::fs::write(Blobs::open(dir.path().join("blobs")).unwrap().path(&rec.digest).unwrap(), b"tampered").unwrap();
         assert!(matches!(
-            s.blobs().read(&rec.digest),
+            s.read_blob(&rec.digest),
             Err(StoreError::Corrupt { .. })
         ));
-        let temp = s.blobs().dir().join(format!("{}1-2", blobs::TEMP_PREFIX));
+        let temp = dir.path().join("blobs").join(format!("{}1-2", blobs::TEMP_PREFIX));
         std::fs::write(&temp, b"half").unwrap();
         drop(s);
         let s = Store::open_for_serving(dir.path()).unwrap();

@@ -1,49 +1,22 @@
-//! Objects: blobs pinned during uploads, records committed, listed, deleted,
-//! and unreferenced blobs collected.
+//! Objects: records committed (quota checked in the same transaction),
+//! read through the cache, listed, deleted.
 
 #[allow(unused_imports, reason = "the store's shared imports")]
 use super::*;
 
-impl Store {
-    // ---- objects -------------------------------------------------------
-
-    /// Keep `digest`'s blob from garbage collection until the guard drops.
-    pub fn pin(&self, digest: &str) -> BlobPin<'_> {
-        *self
-            .pinned
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(digest.to_string())
-            .or_default() += 1;
-        BlobPin {
-            store: self,
-            digest: digest.to_string(),
-        }
-    }
-
-    /// Write `bytes` as a blob and pin it. The pin must be held until the
-    /// row naming the blob is committed (or the upload is abandoned).
-    pub fn write_blob(&self, bytes: &[u8]) -> Result<BlobPin<'_>, StoreError> {
-        let digest = nboost_validate::sha256_digest(bytes);
-        let pin = self.pin(&digest);
-        self.blobs.write(bytes)?;
-        Ok(pin)
-    }
-
+impl SqliteMeta {
     /// Commit a new version of `tenant`'s `kind` `name` naming the pinned
     /// blob: one transaction, which also checks the tenant's count and byte
     /// quotas (a replacement counts its new size instead of the old one).
-    pub fn put_object(
+    pub(super) fn put_object_(
         &self,
         tenant: &TenantId,
         kind: ObjectKind,
         name: &str,
-        blob: &BlobPin<'_>,
+        digest: &str,
         size: u64,
         meta: &str,
     ) -> Result<ObjectRecord, StoreError> {
-        kind.check_name(name)
-            .map_err(|e| StoreError::InvalidName(format!("{} {e}", kind.as_str())))?;
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let quotas = {
@@ -79,7 +52,7 @@ impl Store {
                 kind.as_str(),
                 name,
                 version,
-                blob.digest(),
+                digest,
                 size as i64,
                 meta,
                 created_at
@@ -91,25 +64,14 @@ impl Store {
             kind,
             name: name.to_string(),
             version: version as u64,
-            digest: blob.digest().to_string(),
+            digest: digest.to_string(),
             size,
             meta: meta.to_string(),
             created_at,
         })
     }
 
-    /// The current version of `tenant`'s `kind` `name`.
-    pub fn object(
-        &self,
-        tenant: &TenantId,
-        kind: ObjectKind,
-        name: &str,
-    ) -> Result<Option<ObjectRecord>, StoreError> {
-        self.object_at(tenant, kind, name, None)
-    }
-
-    /// [`Store::object`] as of `snapshot` (see [`Store::snapshot`]).
-    pub fn object_at(
+    pub(super) fn object_at_(
         &self,
         tenant: &TenantId,
         kind: ObjectKind,
@@ -118,7 +80,10 @@ impl Store {
     ) -> Result<Option<ObjectRecord>, StoreError> {
         let conn = self.conn();
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        cache.validate(&conn, snapshot)?;
+        cache.validate(match snapshot {
+            Some(s) => s,
+            None => stamp(&conn)?,
+        });
         let key = (tenant.clone(), kind, name.to_string());
         if let Some(hit) = cache.object(&key) {
             return Ok(hit.clone());
@@ -136,8 +101,7 @@ impl Store {
         Ok(record)
     }
 
-    /// `tenant`'s objects of `kind`, by name.
-    pub fn objects(
+    pub(super) fn objects_(
         &self,
         tenant: &TenantId,
         kind: ObjectKind,
@@ -150,8 +114,7 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Every object of every tenant (consistency checks, tooling).
-    pub fn all_objects(&self) -> Result<Vec<ObjectRecord>, StoreError> {
+    pub(super) fn all_objects_(&self) -> Result<Vec<ObjectRecord>, StoreError> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(&format!(
             "SELECT {OBJECT_COLUMNS} FROM objects ORDER BY tenant, kind, name"
@@ -160,9 +123,7 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Delete `tenant`'s `kind` `name`; false if there was none. Its blob
-    /// goes at the next [`collect_garbage`](Self::collect_garbage).
-    pub fn delete_object(
+    pub(super) fn delete_object_(
         &self,
         tenant: &TenantId,
         kind: ObjectKind,
@@ -175,28 +136,11 @@ impl Store {
         Ok(n > 0)
     }
 
-    /// Remove blobs that no row names and no upload has pinned; returns how
-    /// many were removed.
-    pub fn collect_garbage(&self) -> Result<usize, StoreError> {
-        // Holding `pinned` across the listing and the removals: an upload
-        // pins before it writes, so it either pinned before this started
-        // (and is skipped) or writes after this finished.
-        let pinned = self.pinned.lock().unwrap_or_else(|e| e.into_inner());
-        let referenced: HashSet<String> = {
-            let conn = self.conn();
-            let mut stmt = conn.prepare_cached("SELECT DISTINCT digest FROM objects")?;
-            let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
-            rows.collect::<Result<_, _>>()?
-        };
-        let (blobs, _) = self.blobs.list()?;
-        let mut removed = 0;
-        for digest in blobs {
-            if !referenced.contains(&digest) && !pinned.contains_key(&digest) {
-                self.blobs.remove(&digest)?;
-                removed += 1;
-            }
-        }
-        Ok(removed)
+    pub(super) fn referenced_(&self) -> Result<HashSet<String>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached("SELECT DISTINCT digest FROM objects")?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 }
 
@@ -214,29 +158,4 @@ pub(super) fn usage(conn: &Connection, tenant: &str) -> Result<Usage, StoreError
             })
         },
     )?)
-}
-
-/// A blob kept from garbage collection while an upload commits.
-pub struct BlobPin<'a> {
-    store: &'a Store,
-    digest: String,
-}
-
-impl BlobPin<'_> {
-    /// The pinned blob's digest.
-    pub fn digest(&self) -> &str {
-        &self.digest
-    }
-}
-
-impl Drop for BlobPin<'_> {
-    fn drop(&mut self) {
-        let mut pinned = self.store.pinned.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = pinned.get_mut(&self.digest) {
-            *n -= 1;
-            if *n == 0 {
-                pinned.remove(&self.digest);
-            }
-        }
-    }
 }

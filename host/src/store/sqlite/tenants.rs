@@ -4,30 +4,23 @@
 #[allow(unused_imports, reason = "the store's shared imports")]
 use super::*;
 
-impl Store {
-    // ---- tenants -------------------------------------------------------
-
-    /// Add a tenant; returns its first key (shown once, stored hashed).
-    pub fn add_tenant(&self, name: &TenantId, quotas: &Quotas) -> Result<ApiKey, StoreError> {
-        let key = ApiKey::generate().map_err(StoreError::Io)?;
-        let conn = self.conn();
-        let inserted = insert_tenant(&conn, "OR IGNORE", "", name, &key.hash(), quotas)?;
-        if inserted == 0 {
-            return Err(StoreError::TenantExists(name.to_string()));
-        }
-        Ok(key)
-    }
-
-    /// Create or update a tenant from operator configuration: its key is
-    /// given as a sha256 hex digest (the operator keeps the key itself), and
-    /// its quotas are set as given. Returns true if the tenant was created.
-    pub fn upsert_tenant_hashed(
+impl SqliteMeta {
+    pub(super) fn insert_tenant_(
         &self,
         name: &TenantId,
-        key_sha256: &str,
+        key_hash: &str,
         quotas: &Quotas,
     ) -> Result<bool, StoreError> {
-        let hash = checked_hash(name, key_sha256)?;
+        let conn = self.conn();
+        Ok(insert_tenant(&conn, "OR IGNORE", "", name, key_hash, quotas)? > 0)
+    }
+
+    pub(super) fn upsert_tenant_(
+        &self,
+        name: &TenantId,
+        hash: &str,
+        quotas: &Quotas,
+    ) -> Result<bool, StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let existed: bool = tx
@@ -46,28 +39,25 @@ impl Store {
              max_bytes = excluded.max_bytes, max_concurrent = excluded.max_concurrent, \
              deadline_ms = excluded.deadline_ms, memory_mib = excluded.memory_mib",
             name,
-            &hash,
+            hash,
             quotas,
         )?;
         tx.commit()?;
         Ok(!existed)
     }
 
-    /// Replace a tenant's key; the old one stops working at once.
-    pub fn rotate_key(&self, name: &TenantId) -> Result<ApiKey, StoreError> {
-        let key = ApiKey::generate().map_err(StoreError::Io)?;
+    pub(super) fn set_key_(&self, name: &TenantId, key_hash: &str) -> Result<(), StoreError> {
         let n = self.conn().execute(
             "UPDATE tenants SET key_sha256 = ?2 WHERE name = ?1",
-            params![name.as_str(), key.hash()],
+            params![name.as_str(), key_hash],
         )?;
         if n == 0 {
             return Err(StoreError::UnknownTenant(name.to_string()));
         }
-        Ok(key)
+        Ok(())
     }
 
-    /// Change a tenant's quotas (existing objects stay, even if now over).
-    pub fn set_quotas(&self, name: &TenantId, quotas: &Quotas) -> Result<(), StoreError> {
+    pub(super) fn set_quotas_(&self, name: &TenantId, quotas: &Quotas) -> Result<(), StoreError> {
         let n = self.conn().execute(
             "UPDATE tenants SET max_components = ?2, max_graphs = ?3, max_bytes = ?4, \
              max_concurrent = ?5, deadline_ms = ?6, memory_mib = ?7 WHERE name = ?1",
@@ -87,8 +77,7 @@ impl Store {
         Ok(())
     }
 
-    /// Every tenant, by name.
-    pub fn tenants(&self) -> Result<Vec<Tenant>, StoreError> {
+    pub(super) fn tenants_(&self) -> Result<Vec<Tenant>, StoreError> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(&format!(
             "SELECT {TENANT_COLUMNS} FROM tenants ORDER BY name"
@@ -105,8 +94,7 @@ impl Store {
         Ok(out)
     }
 
-    /// One tenant.
-    pub fn tenant(&self, name: &TenantId) -> Result<Option<Tenant>, StoreError> {
+    pub(super) fn tenant_(&self, name: &TenantId) -> Result<Option<Tenant>, StoreError> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(&format!(
             "SELECT {TENANT_COLUMNS} FROM tenants WHERE name = ?1"
@@ -120,49 +108,38 @@ impl Store {
             }))
     }
 
-    /// The tenant whose key is `key`, if any: looked up by the key's
-    /// SHA-256 through an index (a key is 256 random bits, so the hash
-    /// reveals nothing a timing could exploit), the match compared again in
-    /// constant time, and cached until the database changes.
-    pub fn authenticate(&self, key: &str) -> Result<Option<Tenant>, StoreError> {
-        self.authenticate_at(key, None)
-    }
-
-    /// [`Store::authenticate`] as of `snapshot` (see [`Store::snapshot`]).
-    pub fn authenticate_at(
+    pub(super) fn authenticate_(
         &self,
-        key: &str,
+        hash: &str,
         snapshot: Option<Snapshot>,
     ) -> Result<Option<Tenant>, StoreError> {
-        let hash = hash_key(key);
         let conn = self.conn();
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        cache.validate(&conn, snapshot)?;
-        if let Some(hit) = cache.tenant(&hash) {
+        cache.validate(match snapshot {
+            Some(s) => s,
+            None => stamp(&conn)?,
+        });
+        if let Some(hit) = cache.tenant(hash) {
             return Ok(hit.clone());
         }
         let mut stmt = conn.prepare_cached(&format!(
             "SELECT {TENANT_COLUMNS} FROM tenants WHERE key_sha256 = ?1"
         ))?;
-        let rows = stmt.query_map([&hash], tenant_from_row)?;
+        let rows = stmt.query_map([hash], tenant_from_row)?;
         let mut found = None;
         for row in rows {
             let (name, stored, quotas) = row?;
-            if keys::hashes_equal(&hash, &stored) {
+            if keys::hashes_equal(hash, &stored) {
                 found = Some(Tenant {
                     name: TenantId::trusted(name),
                     quotas,
                 });
             }
         }
-        cache.put_tenant(hash, found.clone());
+        cache.put_tenant(hash.to_string(), found.clone());
         Ok(found)
     }
 
-    /// What `tenant` stores now.
-    pub fn usage(&self, tenant: &TenantId) -> Result<Usage, StoreError> {
-        usage(&self.conn(), tenant.as_str())
-    }
 }
 
 /// The one tenant INSERT: `or` after `INSERT` (`OR IGNORE`), `conflict`
