@@ -46,7 +46,11 @@ impl<'a> Shared<'a> {
             root,
             key: String::new(),
         };
-        let key = succeeds(this.cli().args(["tenants", "add", "acme"]).args(this.args()));
+        let key = succeeds(
+            this.cli()
+                .args(["tenants", "add", "acme"])
+                .args(this.args()),
+        );
         this.key = key.trim().to_string();
         assert!(this.key.starts_with("nbk_"), "{key}");
         this
@@ -302,7 +306,9 @@ fn a_killed_replica_and_a_restarted_database_lose_no_requests() {
     let pg = Pg::start();
     let s3 = &services::shared().1;
     let shared = Shared::new(&pg, s3);
-    let listens: Vec<String> = (0..3).map(|_| format!("127.0.0.1:{}", free_port())).collect();
+    let listens: Vec<String> = (0..3)
+        .map(|_| format!("127.0.0.1:{}", free_port()))
+        .collect();
     let mut replicas: Vec<Server> = ["a", "b", "c"]
         .iter()
         .zip(&listens)
@@ -332,7 +338,12 @@ fn a_killed_replica_and_a_restarted_database_lose_no_requests() {
     load.more(50);
     let b_addr = listens[1].clone();
     until("nginx sends to B again", || {
-        nginx.access_log().lines().rev().take(200).any(|l| l.contains(&b_addr))
+        nginx
+            .access_log()
+            .lines()
+            .rev()
+            .take(200)
+            .any(|l| l.contains(&b_addr))
     });
 
     // PostgreSQL restarts under load: reranks of cached tenants and

@@ -17,13 +17,20 @@ fn an_unreachable_database_stops_the_start_with_a_clear_error() {
     }
     let s3 = &services::shared().1;
     let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("nboost.toml");
+    std::fs::write(&manifest, "").unwrap();
     let mut cmd = nboost();
     s3.env(&mut cmd);
     let out = cmd
+        .arg("--manifest")
+        .arg(&manifest)
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(dir.path())
         .args(["--database-url"])
-        .arg(format!("postgres://nboost@127.0.0.1:{}/nboost", free_port()))
+        .arg(format!(
+            "postgres://nboost@127.0.0.1:{}/nboost",
+            free_port()
+        ))
         .args(["--object-store", "s3://nboost/x"])
         .stdin(Stdio::null())
         .output()
@@ -31,7 +38,7 @@ fn an_unreachable_database_stops_the_start_with_a_clear_error() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(
-        stderr.contains("PostgreSQL") && stderr.contains("unavailable"),
+        stderr.contains("cannot reach the database `nboost`") && stderr.contains("refused"),
         "{stderr}"
     );
     assert!(out.stdout.is_empty(), "it never listened");
@@ -39,12 +46,24 @@ fn an_unreachable_database_stops_the_start_with_a_clear_error() {
     let mut cmd = nboost();
     s3.env(&mut cmd);
     let out = cmd
+        .arg("--manifest")
+        .arg(&manifest)
         .args(["tenants", "list", "--data-dir"])
         .arg(dir.path())
-        .args(["--database-url", "mysql://x", "--object-store", "s3://nboost/x"])
+        .args([
+            "--database-url",
+            "mysql://x",
+            "--object-store",
+            "s3://nboost/x",
+        ])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("--database-url"));
 }
 
@@ -60,7 +79,8 @@ fn a_refusing_object_store_fails_the_upload_and_shows_nothing() {
     let a = shared.replica("a", "127.0.0.1:0");
     let key = &shared.key;
     s3.readonly(true);
-    let (status, v) = json_of(a.put_component(key, "mine", read("nboost_reranker_lexical"), json!({})));
+    let (status, v) =
+        json_of(a.put_component(key, "mine", read("nboost_reranker_lexical"), json!({})));
     s3.readonly(false);
     assert_eq!(status, 503, "{v}");
     assert!(v["error"].as_str().unwrap().contains("object store"), "{v}");
@@ -73,7 +93,9 @@ fn a_refusing_object_store_fails_the_upload_and_shows_nothing() {
     // Writable again: the same upload works.
     let r = a.put_component(key, "mine", read("nboost_reranker_lexical"), json!({}));
     assert_eq!(r.status(), 201);
-    until("B serves it", || rerank(&b.http, &b.base, key, "mine").0 == 200);
+    until("B serves it", || {
+        rerank(&b.http, &b.base, key, "mine").0 == 200
+    });
 }
 
 #[test]
@@ -86,17 +108,30 @@ fn a_missing_blob_breaks_its_component_only() {
     let a = shared.replica("a", "127.0.0.1:0");
     let key = &shared.key;
     let lexical = read("nboost_reranker_lexical");
-    assert_eq!(a.put_component(key, "one", lexical, json!({})).status(), 201);
+    assert_eq!(
+        a.put_component(key, "one", lexical, json!({})).status(),
+        201
+    );
     let (status, v) = json_of(a.put_component(key, "two", read("nboost_hostile"), json!({})));
     assert_eq!(status, 201, "{v}");
-    let hex = v["digest"].as_str().unwrap().trim_start_matches("sha256:").to_string();
+    let hex = v["digest"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:")
+        .to_string();
     std::fs::remove_file(shared.bucket().join("blobs").join(&hex)).unwrap();
     // A replica that has not cached it: `two` fails with a clear 5xx,
     // `one` is served.
     let b = shared.replica("b", "127.0.0.1:0");
     let (status, v) = rerank(&b.http, &b.base, key, "two");
     assert!((500..600).contains(&status), "{status} {v}");
-    assert!(v["error"].as_str().unwrap().contains("missing from the object store"), "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("missing from the object store"),
+        "{v}"
+    );
     let (status, v) = rerank(&b.http, &b.base, key, "one");
     assert_eq!((status, top(&v)), (200, 1), "{v}");
 }
@@ -122,13 +157,23 @@ fn migrations_apply_once_even_when_two_run_at_once() {
         .into_iter()
         .map(|c| {
             let out = c.wait_with_output().unwrap();
-            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
             String::from_utf8(out.stdout).unwrap()
         })
         .collect();
     let applied = outs.iter().filter(|o| o.starts_with("applied 1;")).count();
-    let nothing = outs.iter().filter(|o| o.contains("nothing to apply")).count();
+    let nothing = outs
+        .iter()
+        .filter(|o| o.contains("nothing to apply"))
+        .count();
     assert_eq!((applied, nothing), (1, 1), "{outs:?}");
     let again = succeeds(nboost().args(["migrate", "--database-url", &db]));
-    assert!(again.contains("schema at version 1: nothing to apply"), "{again}");
+    assert!(
+        again.contains("schema at version 1: nothing to apply"),
+        "{again}"
+    );
 }

@@ -8,8 +8,8 @@
 //! Docker. Its bucket is a directory, which lets a test remove one blob
 //! from under a replica.
 
-use std::path::{Path, PathBuf};
 use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
@@ -74,7 +74,9 @@ pub(crate) fn service_dir(what: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     let status = Command::new("bash")
         .arg("-c")
-        .arg(r#"(while kill -0 "$0" 2>/dev/null; do sleep 1; done; exec bash "$1" stop-all "$2") &"#)
+        .arg(
+            r#"(while kill -0 "$0" 2>/dev/null; do sleep 1; done; exec bash "$1" stop-all "$2") &"#,
+        )
         .arg(std::process::id().to_string())
         .arg(repo().join("scripts/services.sh"))
         .arg(&dir)
@@ -104,14 +106,22 @@ impl Pg {
     /// A new, empty database on this server: its URL.
     pub(crate) fn database(&self) -> String {
         static SEQ: AtomicUsize = AtomicUsize::new(0);
-        let name = format!("t{}_{}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed));
+        let name = format!(
+            "t{}_{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        );
         let out = Command::new("psql")
             .arg(&self.url)
             .args(["-v", "ON_ERROR_STOP=1", "-qc"])
             .arg(format!("CREATE DATABASE {name}"))
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let (base, _) = self.url.rsplit_once('/').unwrap();
         format!("{base}/{name}")
     }
@@ -137,7 +147,11 @@ impl S3 {
     /// A prefix no other test uses.
     pub(crate) fn prefix(&self) -> String {
         static SEQ: AtomicUsize = AtomicUsize::new(0);
-        format!("p{}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed))
+        format!(
+            "p{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        )
     }
 
     /// The directory behind `s3://nboost/PREFIX/`.
@@ -146,7 +160,11 @@ impl S3 {
     }
 
     pub(crate) fn readonly(&self, on: bool) {
-        services(&["s3", if on { "readonly" } else { "writable" }, path(&self.dir)]);
+        services(&[
+            "s3",
+            if on { "readonly" } else { "writable" },
+            path(&self.dir),
+        ]);
     }
 
     /// The `AWS_*` environment a child `nboost` needs.

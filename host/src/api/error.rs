@@ -31,6 +31,7 @@ use axum::Json;
 
 use crate::error::GuestError;
 use crate::service::ServiceError;
+use crate::store::StoreError;
 use crate::RerankError;
 
 /// An error response.
@@ -89,6 +90,12 @@ impl From<ServiceError> for ApiError {
             ServiceError::PayloadTooLarge(_) => {
                 (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
             }
+            ServiceError::Store(StoreError::Unavailable(_)) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable")
+            }
+            ServiceError::Store(StoreError::Corrupt { .. }) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "storage_corrupt")
+            }
             ServiceError::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, "storage"),
             ServiceError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             ServiceError::Rerank(r) => rerank_status(r),
@@ -133,6 +140,24 @@ impl IntoResponse for ApiError {
                 match self.error_type {
                     "backend" => "the model back-end failed; see the server log".to_string(),
                     "storage" => "the server's storage failed; see the server log".to_string(),
+                    // Which shared service failed, not its address or its
+                    // error text (those go to the log).
+                    "storage_unavailable" if self.message.contains("object store") => {
+                        "the object store is unavailable or refused the operation; nothing was \
+                         changed; retry later"
+                            .to_string()
+                    }
+                    "storage_unavailable" => {
+                        "the database is unavailable; nothing was changed; retry later".to_string()
+                    }
+                    "storage_corrupt" if self.message.contains("missing from the object store") => {
+                        "a stored file this needs is missing from the object store; upload it \
+                         again (other components are not affected)"
+                            .to_string()
+                    }
+                    "storage_corrupt" => "a stored file this needs is damaged; upload it again \
+                                          (other components are not affected)"
+                        .to_string(),
                     "unavailable" => {
                         "this component cannot be loaded; see the server log".to_string()
                     }

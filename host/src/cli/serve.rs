@@ -21,7 +21,6 @@ use nboost::registry::Registry;
 use nboost::sandbox::SandboxEngine;
 use nboost::service::{Service, ServiceOptions};
 
-
 use super::tenants::{apply_tenants_file, DataDirArgs};
 use super::{CliError, GlobalArgs};
 
@@ -237,13 +236,10 @@ fn shared_artifacts(
     struct Shared(Arc<nboost::store::Store>);
     impl nboost::registry::SharedArtifacts for Shared {
         fn get(&self, key: &str) -> Option<Vec<u8>> {
-            self.0
-                .blob_store()
-                .get_artifact(key)
-                .unwrap_or_else(|e| {
-                    tracing::warn!(target: "nboost::server", "shared artifact {key}: {e}");
-                    None
-                })
+            self.0.blob_store().get_artifact(key).unwrap_or_else(|e| {
+                tracing::warn!(target: "nboost::server", "shared artifact {key}: {e}");
+                None
+            })
         }
         fn put(&self, key: &str, bytes: &[u8]) {
             if let Err(e) = self.0.blob_store().put_artifact(key, bytes) {

@@ -405,12 +405,11 @@ impl Service {
                         "setting file `{key}`: unknown graph `{file}` (upload it with format `text`)"
                     ))
                 })?;
-            let text =
-                String::from_utf8(self.store()?.read_blob(&rec.digest)?).map_err(|_| {
-                    ServiceError::Unprocessable(format!(
-                        "setting file `{key}`: graph `{file}` is not UTF-8 text"
-                    ))
-                })?;
+            let text = String::from_utf8(self.store()?.read_blob(&rec.digest)?).map_err(|_| {
+                ServiceError::Unprocessable(format!(
+                    "setting file `{key}`: graph `{file}` is not UTF-8 text"
+                ))
+            })?;
             settings.push((key.clone(), text));
         }
         let mut graphs = Vec::with_capacity(config.graphs.len());

@@ -77,12 +77,17 @@ pub trait MetaStore: Send + Sync {
         snapshot: Option<Snapshot>,
     ) -> Result<Option<ObjectRecord>, StoreError>;
     /// `tenant`'s objects of `kind`, by name.
-    fn objects(&self, tenant: &TenantId, kind: ObjectKind) -> Result<Vec<ObjectRecord>, StoreError>;
+    fn objects(&self, tenant: &TenantId, kind: ObjectKind)
+        -> Result<Vec<ObjectRecord>, StoreError>;
     /// Every object of every tenant.
     fn all_objects(&self) -> Result<Vec<ObjectRecord>, StoreError>;
     /// Delete `tenant`'s `kind` `name`; false if there was none.
-    fn delete_object(&self, tenant: &TenantId, kind: ObjectKind, name: &str)
-        -> Result<bool, StoreError>;
+    fn delete_object(
+        &self,
+        tenant: &TenantId,
+        kind: ObjectKind,
+        name: &str,
+    ) -> Result<bool, StoreError>;
     /// Every digest a row names.
     fn referenced_digests(&self) -> Result<HashSet<String>, StoreError>;
     /// This replica's share of a tenant's `max_concurrent` (all of it on a

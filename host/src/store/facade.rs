@@ -29,7 +29,12 @@ impl Store {
         std::fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
         let blobs = Blobs::open(dir.join("blobs"))?;
         let meta = sqlite::SqliteMeta::open(&dir.join("meta.sqlite"))?;
-        Ok(Self::with_backends(dir, Arc::new(meta), Arc::new(blobs), "sqlite"))
+        Ok(Self::with_backends(
+            dir,
+            Arc::new(meta),
+            Arc::new(blobs),
+            "sqlite",
+        ))
     }
 
     /// A store over the given backends; `dir` holds local state (caches,

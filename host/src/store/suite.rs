@@ -101,7 +101,6 @@ pub fn versions_quotas_and_garbage(s: &Store) {
     assert_eq!(s.collect_garbage().unwrap(), 1);
 }
 
-
 /// Two uploads racing for a tenant's last component slot: one wins.
 pub fn concurrent_uploads_hold_the_quota(s: &Store) {
     let quotas = Quotas {

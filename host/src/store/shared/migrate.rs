@@ -75,7 +75,10 @@ pub async fn run(client: &mut deadpool_postgres::Object) -> Result<Vec<i32>, Sto
     .await
     .map_err(e)?;
     let current: i32 = tx
-        .query_one("SELECT COALESCE(MAX(version), 0) FROM nboost_migrations", &[])
+        .query_one(
+            "SELECT COALESCE(MAX(version), 0) FROM nboost_migrations",
+            &[],
+        )
         .await
         .map_err(e)?
         .get(0);

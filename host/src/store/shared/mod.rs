@@ -100,8 +100,11 @@ impl Bridge {
             };
             let _ = tx.send(r);
         });
-        rx.recv()
-            .unwrap_or_else(|_| Err(StoreError::Unavailable(format!("{what}: the store stopped"))))
+        rx.recv().unwrap_or_else(|_| {
+            Err(StoreError::Unavailable(format!(
+                "{what}: the store stopped"
+            )))
+        })
     }
 
     /// Spawn a background task on the store's runtime.

@@ -25,8 +25,18 @@ pub struct PgMeta {
     pub(super) cache: Mutex<ReadCache>,
 }
 
-pub(super) fn unavailable(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Unavailable(format!("PostgreSQL: {e}"))
+pub(super) fn unavailable(e: impl std::error::Error) -> StoreError {
+    // The pool's and the driver's messages hide the cause in `source()`.
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text = format!("{text}: {more}");
+        }
+        cause = c.source();
+    }
+    StoreError::Unavailable(format!("PostgreSQL: {text}"))
 }
 
 pub(super) fn db_error(e: tokio_postgres::Error) -> StoreError {
@@ -39,7 +49,8 @@ pub(super) fn db_error(e: tokio_postgres::Error) -> StoreError {
 
 pub(super) const TENANT_COLUMNS: &str =
     "name, key_sha256, max_components, max_graphs, max_bytes, max_concurrent, deadline_ms, memory_mib";
-pub(super) const OBJECT_COLUMNS: &str = "tenant, kind, name, version, digest, size, meta, created_at";
+pub(super) const OBJECT_COLUMNS: &str =
+    "tenant, kind, name, version, digest, size, meta, created_at";
 
 pub(super) fn tenant_row(r: &Row) -> (String, String, Quotas) {
     (
@@ -82,7 +93,10 @@ pub(super) fn now() -> i64 {
 
 /// Bump the generation and notify, inside `tx`: `what` is `tenant` or
 /// `tenant\tkind\tname`.
-pub(super) async fn changed(tx: &deadpool_postgres::Transaction<'_>, what: &str) -> Result<(), StoreError> {
+pub(super) async fn changed(
+    tx: &deadpool_postgres::Transaction<'_>,
+    what: &str,
+) -> Result<(), StoreError> {
     let row = tx
         .query_one(
             "UPDATE nboost_generation SET value = value + 1 WHERE id = 1 RETURNING value",
@@ -117,8 +131,7 @@ impl PgMeta {
             StoreError::InvalidName(format!("--database-url is not a PostgreSQL URL: {e}"))
         })?;
         let mut pg = pg;
-        pg.connect_timeout(OP_TIMEOUT)
-            .application_name("nboost");
+        pg.connect_timeout(OP_TIMEOUT).application_name("nboost");
         let manager = Manager::from_config(
             pg.clone(),
             NoTls,
@@ -135,10 +148,28 @@ impl PgMeta {
             .map_err(|e| StoreError::Io(format!("PostgreSQL pool: {e}")))?;
         {
             let pool = pool.clone();
-            bridge.block("connecting to PostgreSQL", async move {
-                let mut client = pool.get().await.map_err(unavailable)?;
-                migrate::run(&mut client).await
-            })?;
+            let hosts: Vec<String> = pg
+                .get_hosts()
+                .iter()
+                .zip(pg.get_ports().iter().chain(std::iter::repeat(&5432)))
+                .map(|(h, p)| match h {
+                    tokio_postgres::config::Host::Tcp(h) => format!("{h}:{p}"),
+                    tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
+                })
+                .collect();
+            let db = pg.get_dbname().unwrap_or("").to_string();
+            bridge
+                .block("connecting to PostgreSQL", async move {
+                    let mut client = pool.get().await.map_err(unavailable)?;
+                    migrate::run(&mut client).await
+                })
+                .map_err(|e| match e {
+                    StoreError::Unavailable(m) => StoreError::Unavailable(format!(
+                        "cannot reach the database `{db}` at {}: {m}",
+                        hosts.join(", ")
+                    )),
+                    other => other,
+                })?;
         }
         let watch = Watch::start(&bridge, pg, pool.clone(), config.heartbeat)?;
         Ok(Self {

@@ -17,10 +17,10 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use futures_util::StreamExt;
 use futures_util::TryStreamExt;
 use object_store::aws::AmazonS3Builder;
 use object_store::path::Path as Key;
-use futures_util::StreamExt;
 use object_store::{GetOptions, ObjectStore, PutOptions, PutPayload};
 
 #[allow(unused_imports, reason = "the store's shared imports")]
@@ -42,7 +42,11 @@ fn unavailable(what: &str, e: impl std::fmt::Display) -> StoreError {
 impl S3Blobs {
     /// The bucket of `config.object_store` (`s3://BUCKET[/PREFIX]`), with
     /// its local cache under `dir`.
-    pub fn open(bridge: Arc<Bridge>, dir: &Path, config: &SharedConfig) -> Result<Self, StoreError> {
+    pub fn open(
+        bridge: Arc<Bridge>,
+        dir: &Path,
+        config: &SharedConfig,
+    ) -> Result<Self, StoreError> {
         let url = url::Url::parse(&config.object_store)
             .ok()
             .filter(|u| u.scheme() == "s3" && u.host_str().is_some())
@@ -55,13 +59,15 @@ impl S3Blobs {
         let bucket = url.host_str().unwrap_or_default().to_string();
         let prefix = url.path().trim_matches('/').to_string();
         let mut builder = AmazonS3Builder::from_env().with_bucket_name(&bucket);
-        if std::env::var_os("AWS_REGION").is_none() && std::env::var_os("AWS_DEFAULT_REGION").is_none() {
+        if std::env::var_os("AWS_REGION").is_none()
+            && std::env::var_os("AWS_DEFAULT_REGION").is_none()
+        {
             builder = builder.with_region("us-east-1");
         }
         for (k, v) in &config.s3_options {
-            let key = k.parse().map_err(|e| {
-                StoreError::InvalidName(format!("object store option `{k}`: {e}"))
-            })?;
+            let key = k
+                .parse()
+                .map_err(|e| StoreError::InvalidName(format!("object store option `{k}`: {e}")))?;
             builder = builder.with_config(key, v);
         }
         let store: Arc<dyn ObjectStore> = Arc::new(
@@ -225,6 +231,10 @@ impl BlobStore for S3Blobs {
     }
 
     fn put_artifact(&self, key: &str, bytes: &[u8]) -> Result<(), StoreError> {
-        self.put(self.key(&format!("artifacts/{key}")), bytes, "sharing an artifact")
+        self.put(
+            self.key(&format!("artifacts/{key}")),
+            bytes,
+            "sharing an artifact",
+        )
     }
 }

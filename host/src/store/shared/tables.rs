@@ -98,7 +98,10 @@ impl MetaStore for PgMeta {
             async move {
                 let tx = c.transaction().await.map_err(db_error)?;
                 let rows = tx
-                    .execute("UPDATE tenants SET key_sha256 = $2 WHERE name = $1", &[&name, &h])
+                    .execute(
+                        "UPDATE tenants SET key_sha256 = $2 WHERE name = $1",
+                        &[&name, &h],
+                    )
                     .await
                     .map_err(db_error)?;
                 changed(&tx, &name).await?;
@@ -261,7 +264,8 @@ impl MetaStore for PgMeta {
         size: u64,
         meta: &str,
     ) -> Result<ObjectRecord, StoreError> {
-        let (tenant, name, digest, meta) = (t.clone(), n.to_string(), d.to_string(), meta.to_string());
+        let (tenant, name, digest, meta) =
+            (t.clone(), n.to_string(), d.to_string(), meta.to_string());
         let rec = self.with("committing an upload", move |mut c| {
             let (tenant, name, digest, meta) =
                 (tenant.clone(), name.clone(), digest.clone(), meta.clone());
@@ -455,7 +459,10 @@ impl MetaStore for PgMeta {
     }
 }
 
-async fn usage(c: &impl deadpool_postgres::GenericClient, tenant: &str) -> Result<Usage, StoreError> {
+async fn usage(
+    c: &impl deadpool_postgres::GenericClient,
+    tenant: &str,
+) -> Result<Usage, StoreError> {
     let r = c
         .query_one(
             "SELECT COALESCE(SUM((kind = 'component')::INT), 0)::BIGINT, \

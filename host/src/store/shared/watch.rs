@@ -123,7 +123,11 @@ impl Watch {
     }
 
     pub(super) fn ready(&self) -> Result<(), String> {
-        let since = self.last_ok.lock().unwrap_or_else(|e| e.into_inner()).elapsed();
+        let since = self
+            .last_ok
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .elapsed();
         if since > POLL * 3 {
             Err(format!(
                 "PostgreSQL has not answered for {:.1} s",
@@ -173,8 +177,9 @@ async fn listen(watch: Arc<Watch>, pg: tokio_postgres::Config) {
     loop {
         match pg.connect(NoTls).await {
             Ok((client, mut connection)) => {
-                let (tx, mut rx) = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx))
-                    .split_notifications();
+                let (tx, mut rx) =
+                    futures_util::stream::poll_fn(move |cx| connection.poll_message(cx))
+                        .split_notifications();
                 let driver = tokio::spawn(tx);
                 if client.batch_execute("LISTEN nboost_changes").await.is_ok() {
                     backoff = Duration::from_millis(100);

@@ -241,12 +241,22 @@ mod tests {
             .put_object(&a, ObjectKind::Graph, "g", &pin, 7, "{}")
             .unwrap();
         drop(pin);
-        std::fs::write(Blobs::open(dir.path().join("blobs")).unwrap().path(&rec.digest).unwrap(), b"tampered").unwrap();
+        std::fs::write(
+            Blobs::open(dir.path().join("blobs"))
+                .unwrap()
+                .path(&rec.digest)
+                .unwrap(),
+            b"tampered",
+        )
+        .unwrap();
         assert!(matches!(
             s.read_blob(&rec.digest),
             Err(StoreError::Corrupt { .. })
         ));
-        let temp = dir.path().join("blobs").join(format!("{}1-2", blobs::TEMP_PREFIX));
+        let temp = dir
+            .path()
+            .join("blobs")
+            .join(format!("{}1-2", blobs::TEMP_PREFIX));
         std::fs::write(&temp, b"half").unwrap();
         drop(s);
         let s = Store::open_for_serving(dir.path()).unwrap();

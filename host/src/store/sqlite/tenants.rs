@@ -139,7 +139,6 @@ impl SqliteMeta {
         cache.put_tenant(hash.to_string(), found.clone());
         Ok(found)
     }
-
 }
 
 /// The one tenant INSERT: `or` after `INSERT` (`OR IGNORE`), `conflict`
