@@ -77,6 +77,13 @@ impl<'a> Shared<'a> {
     /// A replica named `name` (its own data and artifact cache) on
     /// `listen`.
     pub(crate) fn replica(&self, name: &str, listen: &str) -> Server {
+        self.replica_with(name, listen, &[])
+    }
+
+    /// [`Shared::replica`] with global flags.
+    pub(crate) fn replica_with(&self, name: &str, listen: &str, globals: &[&str]) -> Server {
+        let mut cli = self.cli();
+        cli.args(globals);
         let dir = self.root.path().join(name);
         std::fs::create_dir_all(&dir).unwrap();
         let args = [
@@ -86,7 +93,7 @@ impl<'a> Shared<'a> {
             format!("s3://nboost/{}", self.prefix),
         ];
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        Server::spawn(self.cli(), &dir, &dir.join("cache"), listen, &args)
+        Server::spawn(cli, &dir, &dir.join("cache"), listen, &args)
     }
 
     pub(crate) fn bucket(&self) -> PathBuf {
@@ -371,4 +378,67 @@ fn a_killed_replica_and_a_restarted_database_lose_no_requests() {
     until("C serves what A took after the restart", || {
         rerank(&replicas[2].http, &replicas[2].base, key, "other").0 == 200
     });
+}
+
+#[test]
+fn a_tenants_concurrency_quota_is_divided_over_the_live_replicas() {
+    if !services::available() {
+        return;
+    }
+    let (pg, s3) = services::shared();
+    let shared = Shared::new(pg, s3);
+    const M: usize = 4;
+    succeeds(
+        shared
+            .cli()
+            .args([
+                "tenants",
+                "set-quota",
+                "acme",
+                "--max-concurrent",
+                &M.to_string(),
+            ])
+            .args(shared.args()),
+    );
+    let replicas: Vec<Server> = ["a", "b", "c"]
+        .iter()
+        .map(|n| shared.replica_with(n, "127.0.0.1:0", &["--deadline-ms", "2000"]))
+        .collect();
+    let key = &shared.key;
+    // A plugin that waits in a host call until its deadline: it holds its
+    // slot for 2 s and uses no CPU.
+    let r = replicas[0].put_component(
+        key,
+        "sleeper",
+        read("nboost_hostile"),
+        json!({"settings": {"attack": "sleep"}}),
+    );
+    assert_eq!(r.status(), 201);
+    for s in &replicas {
+        until("every replica counts three", || {
+            s.log_text().contains("live_replicas=3")
+        });
+        until("every replica sees the sleeper", || {
+            s.get(key, "/v1/components/sleeper").status() == 200
+        });
+    }
+    // M calls at each replica at once: each admits ceil(M / 3) = 2, so the
+    // cluster admits 6 of the tenant's calls, M + 2 (at most M + L - 1).
+    let statuses: Vec<u16> = std::thread::scope(|scope| {
+        let calls: Vec<_> = replicas
+            .iter()
+            .flat_map(|s| (0..M).map(move |_| s))
+            .map(|s| scope.spawn(move || rerank(&s.http, &s.base, key, "sleeper").0))
+            .collect();
+        calls.into_iter().map(|c| c.join().unwrap()).collect()
+    });
+    let admitted = statuses.iter().filter(|s| **s != 429).count();
+    let share = M.div_ceil(3);
+    eprintln!("max_concurrent {M} over 3 replicas: {admitted} admitted at once ({statuses:?})");
+    assert_eq!(admitted, 3 * share, "{statuses:?}");
+    assert!(admitted < M + 3, "{statuses:?}");
+    assert!(
+        statuses.iter().all(|s| [429, 504].contains(s)),
+        "{statuses:?}"
+    );
 }
