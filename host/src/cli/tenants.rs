@@ -1,8 +1,9 @@
 //! `nboost tenants`: add tenants, rotate their keys, set their quotas; and
 //! the operator's tenants file that `nboost serve --tenants` applies.
 //!
-//! Works on the data directory directly (SQLite), so it can run next to a
-//! live server: a new tenant or key is usable on the server's next request,
+//! Works on the store directly — the data directory's SQLite, or with
+//! `--database-url`/`--object-store` the replicas' shared PostgreSQL — so it
+//! can run next to live servers: a new tenant or key is usable on the server's next request,
 //! and a rotated key stops working at once. A key is printed once, alone on
 //! stdout (for scripts); only its sha256 is stored.
 //!
