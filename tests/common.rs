@@ -170,3 +170,33 @@ pub fn strings(v: &serde_json::Value) -> Vec<String> {
         .map(|s| s.as_str().unwrap().to_string())
         .collect()
 }
+
+/// A free loopback port (bound and released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Run `bash SCRIPT VERB DIR` when this test process ends, however it
+/// ends: a watchdog in the background (the servers a script starts outlive
+/// the shell that started them).
+pub fn stop_at_exit(script: &Path, verb: &str, dir: &Path) {
+    use std::os::unix::process::CommandExt;
+    let status = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(r#"(while kill -0 "$0" 2>/dev/null; do sleep 1; done; exec bash "$1" "$2" "$3") &"#)
+        .arg(std::process::id().to_string())
+        .arg(script)
+        .arg(verb)
+        .arg(dir)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .process_group(0)
+        .status()
+        .unwrap();
+    assert!(status.success());
+}

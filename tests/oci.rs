@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::{cache_dir, repo, standard_manifest, wasm};
+use crate::common::{cache_dir, free_port, repo, standard_manifest, wasm};
 use crate::server::{nboost, succeeds};
 
 const REGISTRY_BIN: &str = "/usr/bin/docker-registry";
@@ -20,14 +20,6 @@ struct RegistryServer {
     child: Child,
     port: u16,
     _dir: tempfile::TempDir,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 impl RegistryServer {

@@ -10,7 +10,6 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
@@ -20,7 +19,9 @@ use reqwest::blocking::{Client, Response};
 use serde_json::{json, Value};
 
 use crate::clients::venv_tool;
-use crate::common::{backend_available, cache_dir, ort_library, repo, standard_manifest, wasm};
+use crate::common::{
+    backend_available, cache_dir, ort_library, repo, standard_manifest, stop_at_exit, wasm,
+};
 use crate::server::nboost;
 
 /// The test node's URL, Cranfield indexed as `cranfield`; `None`: skip.
@@ -70,21 +71,7 @@ fn start_node() -> Option<String> {
             // Stop the node when this test process ends, however it ends:
             // a watchdog in the background (the shell that starts it exits
             // at once).
-            let status = Command::new("bash")
-                .arg("-c")
-                .arg(
-                    r#"(while kill -0 "$0" 2>/dev/null; do sleep 1; done; exec bash "$1" stop "$2") &"#,
-                )
-                .arg(std::process::id().to_string())
-                .arg(&run)
-                .arg(&dir)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .process_group(0)
-                .status()
-                .unwrap();
-            assert!(status.success());
+            stop_at_exit(&run, "stop", &dir);
             String::from_utf8(out.stdout).unwrap().trim().to_string()
         }
     };

@@ -435,8 +435,8 @@ fn a_tenants_concurrency_quota_is_divided_over_the_live_replicas() {
     let admitted = statuses.iter().filter(|s| **s != 429).count();
     let share = M.div_ceil(3);
     eprintln!("max_concurrent {M} over 3 replicas: {admitted} admitted at once ({statuses:?})");
+    // 3 x ceil(M / 3) = 6 is the documented M + L - 1 bound, reached.
     assert_eq!(admitted, 3 * share, "{statuses:?}");
-    assert!(admitted < M + 3, "{statuses:?}");
     assert!(
         statuses.iter().all(|s| [429, 504].contains(s)),
         "{statuses:?}"

@@ -8,13 +8,13 @@
 //! Docker. Its bucket is a directory, which lets a test remove one blob
 //! from under a replica.
 
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
-use crate::common::{backend_available, repo};
+pub(crate) use crate::common::free_port;
+use crate::common::{backend_available, repo, stop_at_exit};
 
 pub(crate) const S3_KEY: &str = "nboost-test";
 pub(crate) const S3_SECRET: &str = "nboost-test-secret";
@@ -35,14 +35,6 @@ pub(crate) fn available() -> bool {
             pg && s3 && nginx,
         )
     })
-}
-
-pub(crate) fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// `scripts/services.sh ARGS`: its one stdout line.
@@ -72,21 +64,7 @@ pub(crate) fn service_dir(what: &str) -> PathBuf {
     ));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let status = Command::new("bash")
-        .arg("-c")
-        .arg(
-            r#"(while kill -0 "$0" 2>/dev/null; do sleep 1; done; exec bash "$1" stop-all "$2") &"#,
-        )
-        .arg(std::process::id().to_string())
-        .arg(repo().join("scripts/services.sh"))
-        .arg(&dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .process_group(0)
-        .status()
-        .unwrap();
-    assert!(status.success());
+    stop_at_exit(&repo().join("scripts/services.sh"), "stop-all", &dir);
     dir
 }
 

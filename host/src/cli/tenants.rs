@@ -74,13 +74,12 @@ impl DataDirArgs {
                 heartbeat: serving,
             };
             let store = nboost::store::shared::open(&self.data_dir, &config)?;
-            return if serving {
-                let store = store.lock_for_serving()?;
-                store.recover()?;
-                Ok(store)
-            } else {
-                Ok(store)
-            };
+            if !serving {
+                return Ok(store);
+            }
+            let store = store.lock_for_serving()?;
+            store.recover()?;
+            return Ok(store);
         }
         if serving {
             Store::open_for_serving(&self.data_dir)

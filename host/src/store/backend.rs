@@ -127,6 +127,13 @@ pub trait BlobStore: Send + Sync {
     fn recover(&self) -> Result<(), StoreError> {
         Ok(())
     }
+    /// Whether a start collects garbage. A single node's start is the only
+    /// time its crash leftovers can go; a shared bucket is collected after
+    /// deletions, and listing all of it at every replica start would make
+    /// a start cost the size of the bucket.
+    fn collect_at_start(&self) -> bool {
+        true
+    }
     /// Whether precompiled artifacts are shared through this store (every
     /// replica reuses what one compiled).
     fn shares_artifacts(&self) -> bool {

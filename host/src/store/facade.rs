@@ -107,6 +107,9 @@ impl Store {
     /// names. Only safe when no upload of this process is in progress.
     pub fn recover(&self) -> Result<(), StoreError> {
         self.blobs.recover()?;
+        if !self.blobs.collect_at_start() {
+            return Ok(());
+        }
         let removed = self.collect_garbage()?;
         if removed > 0 {
             tracing::info!(target: "nboost::store", removed, "removed unreferenced blobs");

@@ -114,13 +114,28 @@ pub(super) async fn changed(
     Ok(())
 }
 
-pub(super) fn quotas_params(q: &Quotas) -> [i64; 4] {
-    [
-        q.max_components as i64,
-        q.max_graphs as i64,
-        q.max_bytes as i64,
-        q.max_concurrent as i64,
-    ]
+/// A tenant's quotas as the columns' SQL types.
+pub(super) struct QuotaParams {
+    pub(super) components: i32,
+    pub(super) graphs: i32,
+    pub(super) bytes: i64,
+    pub(super) concurrent: i32,
+    pub(super) deadline_ms: Option<i64>,
+    pub(super) memory_mib: Option<i64>,
+}
+
+impl QuotaParams {
+    pub(super) fn of(q: &Quotas) -> Self {
+        let int = |v: u32| i32::try_from(v).unwrap_or(i32::MAX);
+        Self {
+            components: int(q.max_components),
+            graphs: int(q.max_graphs),
+            bytes: i64::try_from(q.max_bytes).unwrap_or(i64::MAX),
+            concurrent: int(q.max_concurrent),
+            deadline_ms: q.deadline_ms.map(|v| v as i64),
+            memory_mib: q.memory_mib.map(|v| v as i64),
+        }
+    }
 }
 
 impl PgMeta {
@@ -206,6 +221,56 @@ impl PgMeta {
             self.watch.saw_database();
         }
         r
+    }
+
+    /// The one tenant INSERT (`conflict`: what `ON CONFLICT (name)` does):
+    /// `Some(inserted)` when a row was written, `None` when `DO NOTHING`
+    /// kept an existing one.
+    pub(super) fn write_tenant(
+        &self,
+        what: &'static str,
+        n: &TenantId,
+        h: &str,
+        q: &Quotas,
+        conflict: &'static str,
+    ) -> Result<Option<bool>, StoreError> {
+        let (n, h, q) = (n.to_string(), h.to_string(), *q);
+        let row = self.with(what, move |mut c| {
+            let (n, h) = (n.clone(), h.clone());
+            async move {
+                let tx = c.transaction().await.map_err(db_error)?;
+                let p = QuotaParams::of(&q);
+                let row = tx
+                    .query_opt(
+                        &format!(
+                            "INSERT INTO tenants (name, key_sha256, max_components, max_graphs, \
+                             max_bytes, max_concurrent, deadline_ms, memory_mib, created_at) \
+                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                             ON CONFLICT (name) {conflict} RETURNING (xmax = 0)"
+                        ),
+                        &[
+                            &n,
+                            &h,
+                            &p.components,
+                            &p.graphs,
+                            &p.bytes,
+                            &p.concurrent,
+                            &p.deadline_ms,
+                            &p.memory_mib,
+                            &now(),
+                        ],
+                    )
+                    .await
+                    .map_err(db_error)?;
+                if row.is_some() {
+                    changed(&tx, &n).await?;
+                }
+                tx.commit().await.map_err(db_error)?;
+                Ok(row.map(|r| r.get::<_, bool>(0)))
+            }
+        })?;
+        self.local_write();
+        Ok(row)
     }
 
     pub(super) fn local_write(&self) {

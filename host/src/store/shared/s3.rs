@@ -222,6 +222,10 @@ impl BlobStore for S3Blobs {
         Ok(())
     }
 
+    fn collect_at_start(&self) -> bool {
+        false
+    }
+
     fn shares_artifacts(&self) -> bool {
         true
     }

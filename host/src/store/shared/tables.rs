@@ -14,81 +14,23 @@ impl MetaStore for PgMeta {
     }
 
     fn insert_tenant(&self, n: &TenantId, h: &str, q: &Quotas) -> Result<bool, StoreError> {
-        let (n, h, q) = (n.to_string(), h.to_string(), *q);
-        let created = self.with("adding a tenant", move |mut c| {
-            let (n, h) = (n.clone(), h.clone());
-            async move {
-                let tx = c.transaction().await.map_err(db_error)?;
-                let [mc, mg, mb, mx] = quotas_params(&q);
-                let rows = tx
-                    .execute(
-                        "INSERT INTO tenants (name, key_sha256, max_components, max_graphs, \
-                         max_bytes, max_concurrent, deadline_ms, memory_mib, created_at) \
-                         VALUES ($1, $2, $3::BIGINT::INT, $4::BIGINT::INT, $5, $6::BIGINT::INT, $7, $8, $9) \
-                         ON CONFLICT (name) DO NOTHING",
-                        &[
-                            &n,
-                            &h,
-                            &mc,
-                            &mg,
-                            &mb,
-                            &mx,
-                            &q.deadline_ms.map(|v| v as i64),
-                            &q.memory_mib.map(|v| v as i64),
-                            &now(),
-                        ],
-                    )
-                    .await
-                    .map_err(db_error)?;
-                if rows > 0 {
-                    changed(&tx, &n).await?;
-                }
-                tx.commit().await.map_err(db_error)?;
-                Ok(rows > 0)
-            }
-        })?;
-        self.local_write();
-        Ok(created)
+        self.write_tenant("adding a tenant", n, h, q, "DO NOTHING")
+            .map(|row| row.is_some())
     }
 
     fn upsert_tenant(&self, n: &TenantId, h: &str, q: &Quotas) -> Result<bool, StoreError> {
-        let (n, h, q) = (n.to_string(), h.to_string(), *q);
-        let created = self.with("updating a tenant", move |mut c| {
-            let (n, h) = (n.clone(), h.clone());
-            async move {
-                let tx = c.transaction().await.map_err(db_error)?;
-                let [mc, mg, mb, mx] = quotas_params(&q);
-                let row = tx
-                    .query_one(
-                        "INSERT INTO tenants (name, key_sha256, max_components, max_graphs, \
-                         max_bytes, max_concurrent, deadline_ms, memory_mib, created_at) \
-                         VALUES ($1, $2, $3::BIGINT::INT, $4::BIGINT::INT, $5, $6::BIGINT::INT, $7, $8, $9) \
-                         ON CONFLICT (name) DO UPDATE SET key_sha256 = excluded.key_sha256, \
-                         max_components = excluded.max_components, max_graphs = excluded.max_graphs, \
-                         max_bytes = excluded.max_bytes, max_concurrent = excluded.max_concurrent, \
-                         deadline_ms = excluded.deadline_ms, memory_mib = excluded.memory_mib \
-                         RETURNING (xmax = 0)",
-                        &[
-                            &n,
-                            &h,
-                            &mc,
-                            &mg,
-                            &mb,
-                            &mx,
-                            &q.deadline_ms.map(|v| v as i64),
-                            &q.memory_mib.map(|v| v as i64),
-                            &now(),
-                        ],
-                    )
-                    .await
-                    .map_err(db_error)?;
-                changed(&tx, &n).await?;
-                tx.commit().await.map_err(db_error)?;
-                Ok(row.get::<_, bool>(0))
-            }
-        })?;
-        self.local_write();
-        Ok(created)
+        let row = self.write_tenant(
+            "updating a tenant",
+            n,
+            h,
+            q,
+            "DO UPDATE SET key_sha256 = excluded.key_sha256, \
+             max_components = excluded.max_components, max_graphs = excluded.max_graphs, \
+             max_bytes = excluded.max_bytes, max_concurrent = excluded.max_concurrent, \
+             deadline_ms = excluded.deadline_ms, memory_mib = excluded.memory_mib",
+        )?;
+        // `xmax = 0`: the row was inserted, not updated.
+        Ok(row == Some(true))
     }
 
     fn set_key(&self, n: &TenantId, h: &str) -> Result<(), StoreError> {
@@ -122,21 +64,20 @@ impl MetaStore for PgMeta {
             let name = name.clone();
             async move {
                 let tx = c.transaction().await.map_err(db_error)?;
-                let [mc, mg, mb, mx] = quotas_params(&q);
+                let p = QuotaParams::of(&q);
                 let rows = tx
                     .execute(
-                        "UPDATE tenants SET max_components = $2::BIGINT::INT, \
-                         max_graphs = $3::BIGINT::INT, max_bytes = $4, \
-                         max_concurrent = $5::BIGINT::INT, deadline_ms = $6, memory_mib = $7 \
+                        "UPDATE tenants SET max_components = $2, max_graphs = $3, \
+                         max_bytes = $4, max_concurrent = $5, deadline_ms = $6, memory_mib = $7 \
                          WHERE name = $1",
                         &[
                             &name,
-                            &mc,
-                            &mg,
-                            &mb,
-                            &mx,
-                            &q.deadline_ms.map(|v| v as i64),
-                            &q.memory_mib.map(|v| v as i64),
+                            &p.components,
+                            &p.graphs,
+                            &p.bytes,
+                            &p.concurrent,
+                            &p.deadline_ms,
+                            &p.memory_mib,
                         ],
                     )
                     .await
