@@ -1,10 +1,17 @@
 //! A typed wrapper over the wasi-nn imports.
 //!
-//! A plugin loads its graph by name once, in `configure` (the host resolves
-//! only names the operator allowed for the component), creates one execution
-//! context, and reuses both for every `score`. Errors keep the wasi-nn error
+//! A plugin checks its graph by name in `configure` (the host resolves only
+//! names the operator allowed for the component): the graph is loaded and an
+//! execution context made, then both handles are released. They are opened
+//! again on the first `score` and reused for every later one. So a
+//! configured instance holds no host resource, and the host may snapshot it
+//! right after `configure` and start later instances from that image, with
+//! the tokenizer already parsed in memory (pre-initialisation, see the
+//! host's `sandbox::preinit`): a handle kept across `configure` would name
+//! nothing in such an instance. Errors keep the wasi-nn error
 //! code and the back-end's message, so the host's logs say what failed.
 
+use std::cell::OnceCell;
 use std::fmt;
 
 use crate::bindings::wasi::nn::errors::{self, ErrorCode};
@@ -75,17 +82,22 @@ pub fn tensor_type_name(ty: TensorType) -> &'static str {
     }
 }
 
-/// A graph loaded by name, with its execution context.
+/// A graph loaded by name, with its execution context (opened on first use).
 pub struct Model {
+    name: String,
+    handles: OnceCell<Handles>,
+}
+
+/// A graph and its execution context.
+struct Handles {
     // Field order is drop order: the context goes before its graph.
     context: GraphExecutionContext,
     _graph: Graph,
-    name: String,
 }
 
-impl Model {
+impl Handles {
     /// `load-by-name(name)`, then `init-execution-context`.
-    pub fn load(name: &str) -> Result<Self, NnError> {
+    fn open(name: &str) -> Result<Self, NnError> {
         let graph = graph::load_by_name(name)
             .map_err(|e| NnError::new(format!("load-by-name({name:?})"), &e))?;
         let context = graph
@@ -94,8 +106,29 @@ impl Model {
         Ok(Self {
             context,
             _graph: graph,
-            name: name.to_owned(),
         })
+    }
+}
+
+impl Model {
+    /// Check that `name` loads (`load-by-name`, `init-execution-context`),
+    /// then release both handles; [`Model::compute`] opens them again on
+    /// first use. An error here is the one `configure` should report.
+    pub fn load(name: &str) -> Result<Self, NnError> {
+        drop(Handles::open(name)?);
+        Ok(Self {
+            name: name.to_owned(),
+            handles: OnceCell::new(),
+        })
+    }
+
+    /// The handles, opened on first use.
+    fn handles(&self) -> Result<&Handles, NnError> {
+        if let Some(h) = self.handles.get() {
+            return Ok(h);
+        }
+        let opened = Handles::open(&self.name)?;
+        Ok(self.handles.get_or_init(|| opened))
     }
 
     /// The graph name this model was loaded by.
@@ -105,7 +138,8 @@ impl Model {
 
     /// Run the graph on named input tensors (see [`i64_tensor`]).
     pub fn compute(&self, inputs: Vec<(String, Tensor)>) -> Result<Outputs, NnError> {
-        self.context
+        self.handles()?
+            .context
             .compute(inputs)
             .map(Outputs)
             .map_err(|e| NnError::new(format!("compute on {:?}", self.name), &e))

@@ -34,6 +34,7 @@ pub use keys::{key_id, read_public, read_secret, write_keypair};
 pub use open::{open, open_cached, verify, Opened, Policy};
 
 use crate::registry::Manifest;
+use crate::sandbox::ModelInfo;
 
 /// The bundle format this host writes and reads.
 pub const FORMAT: u32 = 1;
@@ -123,6 +124,16 @@ pub enum PartKind {
         /// The name it loads.
         name: String,
     },
+    /// A graph's prepared form for one back-end ([`crate::nn::forms`],
+    /// `bundle build --tract-form`): a node on that back-end loads it
+    /// instead of parsing the ONNX graph.
+    GraphForm {
+        /// The graph's name.
+        name: String,
+        /// The form (`tract-0.23-nnef-1`); a node whose back-end reads
+        /// another form ignores it.
+        form: String,
+    },
     /// A setting whose value is this file's text.
     SettingFile {
         /// The setting.
@@ -138,6 +149,19 @@ pub enum PartKind {
         target: String,
         /// The key of the engine that made it (`wasmtime-VERSION-HASH`).
         engine: String,
+        /// Compiled from the [`PartKind::Preinitialized`] part rather than
+        /// from the component.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        preinitialized: bool,
+    },
+    /// The component snapshotted right after `configure` with this
+    /// bundle's settings (`bundle build --preinit`, see
+    /// [`crate::sandbox::preinit`]): a `.wasm` whose memory already holds
+    /// the configured state. A node runs it in place of the component and
+    /// never calls `configure`; `info` is what that `configure` returned.
+    Preinitialized {
+        /// What `configure` returned.
+        info: ModelInfo,
     },
 }
 
@@ -150,6 +174,8 @@ pub struct Precompiled {
     pub engine: String,
     /// The artifact.
     pub bytes: Vec<u8>,
+    /// Compiled from the pre-initialised component.
+    pub preinitialized: bool,
 }
 
 /// `bundle.sig`.
@@ -164,16 +190,36 @@ fn sha256(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
+/// What a bundle carries beyond the component and its graphs and files.
+#[derive(Debug, Default)]
+pub struct Extras {
+    /// The bundle's version.
+    pub version: String,
+    /// Unix seconds after which it is refused.
+    pub expires: Option<u64>,
+    /// Artifacts compiled ahead of time.
+    pub precompiled: Vec<Precompiled>,
+    /// The pre-initialised component and what its `configure` returned.
+    pub preinitialized: Option<(Vec<u8>, ModelInfo)>,
+    /// Prepared graph forms: graph name, form name, file.
+    pub graph_forms: Vec<(String, String, std::path::PathBuf)>,
+}
+
 /// What goes into a bundle: a manifest component with everything it uses.
 pub fn build(
     manifest: &Manifest,
     component: &str,
-    version: &str,
-    expires: Option<u64>,
     key: Option<&ed25519_dalek::SigningKey>,
-    precompiled: &[Precompiled],
+    extras: Extras,
     out: &Path,
 ) -> Result<BundleManifest, BundleError> {
+    let Extras {
+        version,
+        expires,
+        precompiled,
+        preinitialized,
+        graph_forms,
+    } = extras;
     let entry = manifest.components.get(component).ok_or_else(|| {
         BundleError::Malformed(format!("the manifest has no component `{component}`"))
     })?;
@@ -215,12 +261,32 @@ pub fn build(
             bytes,
         );
     }
-    for p in precompiled {
+    for (graph, form, path) in graph_forms {
+        let bytes = std::fs::read(&path).map_err(|e| io(path.display(), e))?;
         add(
-            format!("precompiled/{}.cwasm", p.target),
+            format!("graphs/{graph}.{form}.tar"),
+            PartKind::GraphForm {
+                name: graph,
+                form,
+            },
+            bytes,
+        );
+    }
+    if let Some((wasm, info)) = preinitialized {
+        add(
+            "preinit/component.wasm".into(),
+            PartKind::Preinitialized { info },
+            wasm,
+        );
+    }
+    for p in &precompiled {
+        let of = if p.preinitialized { "preinit." } else { "" };
+        add(
+            format!("precompiled/{of}{}.cwasm", p.target),
             PartKind::Precompiled {
                 target: p.target.clone(),
                 engine: p.engine.clone(),
+                preinitialized: p.preinitialized,
             },
             p.bytes.clone(),
         );
@@ -228,7 +294,7 @@ pub fn build(
     let bm = BundleManifest {
         format: FORMAT,
         name: component.to_string(),
-        version: version.to_string(),
+        version,
         wit: report.reranker_export.clone(),
         expires,
         settings: entry.settings.clone(),

@@ -15,6 +15,7 @@ use super::{
 };
 use crate::nn::GraphSpec;
 use crate::registry::{ComponentEntry, Manifest};
+use crate::sandbox::Preinit;
 
 /// What a verified bundle holds, unpacked under `dir`.
 #[derive(Debug, Clone)]
@@ -37,6 +38,12 @@ impl Opened {
         let mut graphs = Vec::new();
         let mut setting_files = Vec::new();
         let mut component = PathBuf::new();
+        // A pre-initialised component, when the bundle has one, runs in
+        // place of the component, with the artifact compiled from it.
+        let preinit = self.manifest.parts.iter().find_map(|p| match &p.kind {
+            PartKind::Preinitialized { info } => Some((self.dir.join(&p.path), info.clone())),
+            _ => None,
+        });
         let mut precompiled = None;
         for p in &self.manifest.parts {
             let path = self.dir.join(&p.path);
@@ -50,13 +57,36 @@ impl Opened {
                         // Hashed while unpacking into a directory only this
                         // node writes: not hashed a second time at load.
                         sha256: None,
+                        prepared: None,
                     });
                 }
+                PartKind::GraphForm { .. } => {}
                 PartKind::SettingFile { key } => setting_files.push((key.clone(), path)),
-                PartKind::Precompiled { target, .. } => {
-                    if *target == crate::sandbox::engine::host_triple() {
+                PartKind::Precompiled {
+                    target,
+                    preinitialized,
+                    ..
+                } => {
+                    if *target == crate::sandbox::engine::host_triple()
+                        && *preinitialized == preinit.is_some()
+                    {
                         precompiled = Some(path);
                     }
+                }
+                PartKind::Preinitialized { .. } => {}
+            }
+        }
+        let preinit = match preinit {
+            Some((path, info)) => {
+                component = path;
+                Preinit::Done(info)
+            }
+            None => Preinit::Off,
+        };
+        for p in &self.manifest.parts {
+            if let PartKind::GraphForm { name, form } = &p.kind {
+                if let Some(g) = m.graphs.iter_mut().find(|g| &g.name == name) {
+                    g.prepared = Some((form.clone(), self.dir.join(&p.path)));
                 }
             }
         }
@@ -74,6 +104,7 @@ impl Opened {
                 limits: Default::default(),
                 fusion: None,
                 precompiled,
+                preinit,
             },
         );
         m

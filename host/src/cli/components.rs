@@ -232,6 +232,7 @@ fn test(
                 limits: Default::default(),
                 fusion: None,
                 precompiled: None,
+                preinit: Default::default(),
             },
         );
         // A file from outside the manifest: compiled like an upload.

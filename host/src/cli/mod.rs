@@ -296,6 +296,7 @@ impl GlobalArgs {
                 .clone()
                 .unwrap_or_else(|| manifest.dir.join(".nboost-cache"))
         });
+        nn.graph_cache = cache_dir.as_ref().map(|d| d.join("graphs"));
         RerankerConfig {
             engine,
             nn,

@@ -23,6 +23,7 @@
 pub mod adapter;
 pub mod backend;
 pub mod compute;
+pub mod forms;
 pub mod tract;
 
 #[cfg(feature = "ort")]
@@ -32,7 +33,7 @@ pub mod ort;
 pub mod openvino;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use once_cell::sync::OnceCell;
@@ -81,6 +82,8 @@ pub struct NnOptions {
     /// Directory holding `libopenvino_c.so` (else `OPENVINO_LIB_DIR` or
     /// `LD_LIBRARY_PATH`).
     pub openvino_library: Option<PathBuf>,
+    /// Where prepared graph forms are cached ([`forms`]); none: not cached.
+    pub graph_cache: Option<PathBuf>,
 }
 
 impl Default for NnOptions {
@@ -91,6 +94,7 @@ impl Default for NnOptions {
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             ort_library: None,
             openvino_library: None,
+            graph_cache: None,
         }
     }
 }
@@ -104,6 +108,9 @@ pub struct GraphSpec {
     pub path: PathBuf,
     /// Expected `sha256:<hex>` of the file, if pinned.
     pub sha256: Option<String>,
+    /// A prepared form of the graph ([`forms`]) shipped with it (a signed
+    /// bundle's part): the form's name and its file.
+    pub prepared: Option<(String, PathBuf)>,
 }
 
 /// The name, element type and shape (`None` = dynamic) of one graph input or
@@ -291,6 +298,22 @@ pub fn i64_tensor(dims: &[usize], data: &[i64]) -> Tensor {
 pub trait GraphLoader: Send + Sync {
     /// Load and prepare (optimise, compile) one graph; also its signature.
     fn load(&self, name: &str, bytes: &[u8]) -> Result<(Graph, GraphSignature), String>;
+
+    /// The name of this back-end's prepared form of a graph
+    /// ([`forms`]), if it has one.
+    fn prepared_form(&self) -> Option<&'static str> {
+        None
+    }
+
+    /// Write the prepared form of the ONNX graph `bytes` into `out`.
+    fn write_prepared(&self, _bytes: &[u8], _out: &mut std::fs::File) -> Result<(), String> {
+        Err("this back-end has no prepared graph form".into())
+    }
+
+    /// Load one graph from its prepared form at `path`.
+    fn load_prepared(&self, _name: &str, _path: &Path) -> Result<(Graph, GraphSignature), String> {
+        Err("this back-end has no prepared graph form".into())
+    }
 }
 
 /// The process-wide store of named graphs: declared up front, loaded on
@@ -339,25 +362,106 @@ impl NnHost {
             let mut graphs = self.graphs.lock().unwrap_or_else(|e| e.into_inner());
             graphs.entry(name.to_string()).or_default().clone()
         };
-        cell.get_or_try_init(|| {
-            let bytes = std::fs::read(&spec.path).map_err(|e| {
-                RerankError::Backend(format!(
-                    "graph `{name}`: cannot read {}: {e}",
-                    spec.path.display()
-                ))
-            })?;
-            if let Some(want) = &spec.sha256 {
-                let got = nboost_validate::sha256_digest(&bytes);
-                if &got != want {
-                    return Err(RerankError::Backend(format!(
-                        "graph `{name}`: {} has digest {got}, the manifest pins {want}",
-                        spec.path.display()
-                    )));
+        cell.get_or_try_init(|| self.load_spec(spec)).cloned()
+    }
+
+    /// Load a declared graph: from a prepared form when one fits the
+    /// back-end (shipped with the graph, or cached), else from the ONNX
+    /// file, writing the form to the cache for the next start.
+    fn load_spec(&self, spec: &GraphSpec) -> Result<LoadedGraph, RerankError> {
+        let name = spec.name.as_str();
+        let loader = self.loader()?;
+        let form = loader.prepared_form();
+        let cached = form.and_then(|f| {
+            let dir = self.options.graph_cache.as_deref()?;
+            forms::cached_path(dir, f, spec)
+        });
+        let shipped = spec
+            .prepared
+            .as_ref()
+            .filter(|(f, _)| Some(f.as_str()) == form)
+            .map(|(_, p)| p.clone());
+        for path in shipped.iter().chain(&cached).filter(|p| p.is_file()) {
+            let started = std::time::Instant::now();
+            match loader.load_prepared(name, path) {
+                Ok((graph, signature)) => {
+                    tracing::info!(
+                        target: "nboost::nn",
+                        graph = name,
+                        backend = ?self.options.backend,
+                        form = form.unwrap_or_default(),
+                        ms = started.elapsed().as_millis() as u64,
+                        "graph loaded from its prepared form"
+                    );
+                    return Ok(LoadedGraph {
+                        graph,
+                        meta: Arc::new(GraphMeta::new(signature)),
+                    });
                 }
+                Err(e) => tracing::warn!(
+                    target: "nboost::nn",
+                    graph = name,
+                    path = %path.display(),
+                    "ignoring an unusable prepared graph form: {e}"
+                ),
             }
-            self.load_graph_bytes(name, &bytes)
-        })
-        .cloned()
+        }
+        let bytes = std::fs::read(&spec.path).map_err(|e| {
+            RerankError::Backend(format!(
+                "graph `{name}`: cannot read {}: {e}",
+                spec.path.display()
+            ))
+        })?;
+        if let Some(want) = &spec.sha256 {
+            let got = nboost_validate::sha256_digest(&bytes);
+            if &got != want {
+                return Err(RerankError::Backend(format!(
+                    "graph `{name}`: {} has digest {got}, the manifest pins {want}",
+                    spec.path.display()
+                )));
+            }
+        }
+        let loaded = self.load_graph_bytes(name, &bytes)?;
+        if let Some(path) = cached {
+            let started = std::time::Instant::now();
+            match forms::write_atomic(&path, |f| loader.write_prepared(&bytes, f)) {
+                Ok(()) => tracing::info!(
+                    target: "nboost::nn",
+                    graph = name,
+                    path = %path.display(),
+                    ms = started.elapsed().as_millis() as u64,
+                    "prepared graph form cached"
+                ),
+                Err(e) => tracing::warn!(
+                    target: "nboost::nn",
+                    graph = name,
+                    "cannot cache the prepared graph form: {e}"
+                ),
+            }
+        }
+        Ok(loaded)
+    }
+
+    /// The prepared form of `spec`'s graph for this back-end, written to
+    /// `out` (`bundle build --tract-form`): the form's name.
+    pub fn write_prepared(&self, spec: &GraphSpec, out: &Path) -> Result<&'static str, RerankError> {
+        let loader = self.loader()?;
+        let form = loader.prepared_form().ok_or_else(|| {
+            RerankError::Backend(format!(
+                "the {:?} back-end has no prepared graph form",
+                self.options.backend
+            ))
+        })?;
+        let bytes = std::fs::read(&spec.path).map_err(|e| {
+            RerankError::Backend(format!(
+                "graph `{}`: cannot read {}: {e}",
+                spec.name,
+                spec.path.display()
+            ))
+        })?;
+        forms::write_atomic(out, |f| loader.write_prepared(&bytes, f))
+            .map_err(|e| RerankError::Backend(format!("graph `{}`: {e}", spec.name)))?;
+        Ok(form)
     }
 
     /// The wasi-nn state of one store: only the `allowed` manifest graphs

@@ -11,6 +11,7 @@
 //! thread, when every input and output has a free batch axis; the slices run
 //! in parallel and the outputs are concatenated.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use tract_onnx::prelude::*;
@@ -47,31 +48,59 @@ impl TractLoader {
     }
 }
 
-impl GraphLoader for TractLoader {
-    fn load(&self, name: &str, bytes: &[u8]) -> Result<(Graph, GraphSignature), String> {
-        // Each phase's cost is logged (debug): graph load is most of a
-        // model plugin's cold start.
-        let t = std::time::Instant::now();
-        let model = tract_onnx::onnx()
-            .model_for_read(&mut &bytes[..])
-            .map_err(|e| format!("tract cannot read the ONNX graph: {e:#}"))?;
-        let read = t.elapsed();
-        let typed = model
-            .into_typed()
-            .map_err(|e| format!("tract cannot type the graph: {e:#}"))?;
-        let typed_at = t.elapsed();
+/// The name of tract's prepared form ([`super::forms`]): NNEF written by
+/// this tract minor version, with nboost's registry of extra operators.
+pub const FORM: &str = "tract-0.23-nnef-1";
+
+/// tract's NNEF framework with the ONNX operators and nboost's additions.
+fn nnef() -> tract_nnef::framework::Nnef {
+    use tract_onnx::WithOnnx;
+    tract_nnef::nnef()
+        .with_onnx()
+        .with_registry(extra_ops())
+}
+
+/// Operators tract's declutter produces but its NNEF registries cannot
+/// write: exact GELU (the erf form BERT models use), as a unit
+/// element-wise operator named `nboost_gelu_exact`.
+fn extra_ops() -> tract_nnef::internal::Registry {
+    use tract_onnx::tract_core::ops::nn::gelu_exact::GeluExact;
+    let mut r = tract_nnef::internal::Registry::new("nboost");
+    r.register_unit_element_wise("nboost_gelu_exact", &GeluExact {});
+    r
+}
+
+/// The typed model of an ONNX graph.
+fn read_onnx(bytes: &[u8]) -> Result<TypedModel, String> {
+    tract_onnx::onnx()
+        .model_for_read(&mut &bytes[..])
+        .map_err(|e| format!("tract cannot read the ONNX graph: {e:#}"))?
+        .into_typed()
+        .map_err(|e| format!("tract cannot type the graph: {e:#}"))
+}
+
+impl TractLoader {
+    /// The plan of a typed model, and its signature.
+    fn finish(
+        &self,
+        name: &str,
+        typed: TypedModel,
+        started: std::time::Instant,
+    ) -> Result<(Graph, GraphSignature), String> {
+        let typed_at = started.elapsed();
         let signature = signature(&typed).map_err(|e| format!("{e:#}"))?;
         let splittable = batch_splittable(&typed);
         let plan = typed
             .into_optimized()
             .and_then(|m| m.into_runnable())
             .map_err(|e| format!("tract cannot optimise the graph: {e:#}"))?;
+        // Each phase's cost is logged (debug): graph load is most of a
+        // model plugin's cold start.
         tracing::debug!(
             target: "nboost::nn",
             graph = name,
-            read_ms = read.as_secs_f64() * 1e3,
-            type_ms = (typed_at - read).as_secs_f64() * 1e3,
-            optimise_ms = (t.elapsed() - typed_at).as_secs_f64() * 1e3,
+            read_ms = typed_at.as_secs_f64() * 1e3,
+            optimise_ms = (started.elapsed() - typed_at).as_secs_f64() * 1e3,
             "tract plan built"
         );
         let runner = Arc::new(Inner {
@@ -80,6 +109,36 @@ impl GraphLoader for TractLoader {
             threads: if splittable { self.threads } else { 1 },
         });
         Ok((runner_graph(runner, signature.clone()), signature))
+    }
+}
+
+impl GraphLoader for TractLoader {
+    fn load(&self, name: &str, bytes: &[u8]) -> Result<(Graph, GraphSignature), String> {
+        let started = std::time::Instant::now();
+        let typed = read_onnx(bytes)?;
+        self.finish(name, typed, started)
+    }
+
+    fn prepared_form(&self) -> Option<&'static str> {
+        Some(FORM)
+    }
+
+    fn write_prepared(&self, bytes: &[u8], out: &mut std::fs::File) -> Result<(), String> {
+        let decluttered = read_onnx(bytes)?
+            .into_decluttered()
+            .map_err(|e| format!("tract cannot declutter the graph: {e:#}"))?;
+        nnef()
+            .write_to_tar(&decluttered, out)
+            .map(|_| ())
+            .map_err(|e| format!("tract cannot write the graph as NNEF: {e:#}"))
+    }
+
+    fn load_prepared(&self, name: &str, path: &Path) -> Result<(Graph, GraphSignature), String> {
+        let started = std::time::Instant::now();
+        let typed = nnef()
+            .model_for_path(path)
+            .map_err(|e| format!("tract cannot read its NNEF form: {e:#}"))?;
+        self.finish(name, typed, started)
     }
 }
 

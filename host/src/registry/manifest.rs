@@ -17,6 +17,7 @@
 //! settings = { graph = "all-minilm-l6-v2" }      # passed to `configure`
 //! setting-files = { tokenizer = "models/all-MiniLM-L6-v2/tokenizer.json" }
 //! limits = { deadline-ms = 5000 }                # narrows host limits
+//! preinit = true                                 # start instances configured
 //! ```
 
 use crate::names::{check_alias, check_name};
@@ -27,7 +28,7 @@ use serde::Deserialize;
 
 use crate::fusion::Fusion;
 use crate::nn::GraphSpec;
-use crate::sandbox::LimitsOverride;
+use crate::sandbox::{LimitsOverride, Preinit};
 use crate::RerankError;
 
 #[derive(Debug, Deserialize)]
@@ -73,6 +74,10 @@ struct RawComponent {
     limits: LimitsOverride,
     /// `fusion = { method = "rrf", k = 60 }`: its default fusion.
     fusion: Option<Fusion>,
+    /// `preinit = true`: snapshot it after `configure` once and start every
+    /// instance from the snapshot (`sandbox::preinit`).
+    #[serde(default)]
+    preinit: bool,
 }
 
 /// One component as the manifest declares it (paths resolved).
@@ -100,6 +105,8 @@ pub struct ComponentEntry {
     /// bundle only (never from a manifest file: see
     /// [`crate::bundle::PartKind::Precompiled`]).
     pub precompiled: Option<PathBuf>,
+    /// Whether instances start from a pre-initialised image.
+    pub preinit: Preinit,
 }
 
 /// The parsed, checked manifest.
@@ -174,6 +181,7 @@ impl Manifest {
                 name,
                 path: dir.join(g.path),
                 sha256: g.sha256,
+                prepared: None,
             });
         }
         let mut components = BTreeMap::new();
@@ -212,6 +220,11 @@ impl Manifest {
                     limits: c.limits,
                     fusion: c.fusion,
                     precompiled: None,
+                    preinit: if c.preinit {
+                        Preinit::Snapshot
+                    } else {
+                        Preinit::Off
+                    },
                 },
             );
         }

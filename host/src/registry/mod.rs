@@ -11,6 +11,7 @@
 
 pub mod isolate;
 pub mod manifest;
+mod preinit;
 pub mod scan;
 
 use std::collections::HashMap;
@@ -30,8 +31,10 @@ use crate::nn::NnHost;
 pub use crate::sandbox::PluginGraphs;
 use crate::sandbox::{
     self, validate::DEFAULT_MAX_COMPONENT_BYTES, validate_component, ComponentReport, HostState,
-    PluginPre, SandboxEngine, SandboxLimits,
+    PluginPre, Preinit, SandboxEngine, SandboxLimits,
 };
+#[cfg(feature = "compiler")]
+use crate::sandbox::ModelInfo;
 use crate::RerankError;
 
 /// Counters that make the "load only what is asked for" promise checkable.
@@ -93,6 +96,8 @@ pub struct Locked<'a> {
     /// An ahead-of-time artifact from a verified bundle, tried before
     /// compiling.
     pub precompiled: Option<&'a Path>,
+    /// Whether instances start from a pre-initialised image.
+    pub preinit: Preinit,
 }
 
 /// How a component reached memory.
@@ -196,9 +201,11 @@ impl Registry {
         })
     }
 
-    /// A manifest entry: read its file and setting files, then the one
-    /// load path ([`Registry::prepare`]).
-    fn load_component(&self, entry: &ComponentEntry) -> Result<PluginPre, RerankError> {
+    /// A manifest entry's file and settings (setting files read).
+    fn read_entry(
+        &self,
+        entry: &ComponentEntry,
+    ) -> Result<(Vec<u8>, Vec<(String, String)>), RerankError> {
         let bytes = std::fs::read(&entry.path).map_err(|e| RerankError::InvalidComponent {
             name: entry.name.clone(),
             reason: format!("cannot read {}: {e}", entry.path.display()),
@@ -214,18 +221,52 @@ impl Registry {
             })?;
             settings.push((key.clone(), text));
         }
-        let (pre, _) = self.prepare(Locked {
+        Ok((bytes, settings))
+    }
+
+    /// The manifest entry as the one load path takes it.
+    fn locked<'a>(
+        &self,
+        entry: &'a ComponentEntry,
+        bytes: &'a [u8],
+        settings: Vec<(String, String)>,
+    ) -> Locked<'a> {
+        Locked {
             name: &entry.name,
-            bytes: &bytes,
+            bytes,
             pinned: entry.sha256.as_deref(),
             limits: self.engine.options().limits.narrowed(&entry.limits),
             settings,
             graphs: PluginGraphs::Named(entry.graphs.clone()),
             untrusted: false,
             precompiled: entry.precompiled.as_deref(),
-        })?;
+            preinit: entry.preinit.clone(),
+        }
+    }
+
+    /// A manifest entry: read its file and setting files, then the one
+    /// load path ([`Registry::prepare`]).
+    fn load_component(&self, entry: &ComponentEntry) -> Result<PluginPre, RerankError> {
+        let (bytes, settings) = self.read_entry(entry)?;
+        let (pre, _) = self.prepare(self.locked(entry, &bytes, settings))?;
         self.stats.loaded.fetch_add(1, Ordering::Relaxed);
         Ok(pre)
+    }
+
+    /// The manifest component `name` snapshotted after `configure`
+    /// (`bundle build --preinit`): the pre-initialised `.wasm` and what
+    /// `configure` returned.
+    #[cfg(feature = "compiler")]
+    pub fn preinitialize_entry(&self, name: &str) -> Result<(Vec<u8>, ModelInfo), RerankError> {
+        let entry = self
+            .manifest
+            .components
+            .get(name)
+            .ok_or_else(|| RerankError::UnknownComponent(name.to_string()))?;
+        let (bytes, settings) = self.read_entry(entry)?;
+        let locked = self.locked(entry, &bytes, settings);
+        self.check(&locked)?;
+        self.preinitialize(&locked)
     }
 
     /// The one load path: validate (and check the pin), compile through the
@@ -236,19 +277,24 @@ impl Registry {
             name: c.name.to_string(),
             reason,
         };
-        let report = validate_component(c.bytes, DEFAULT_MAX_COMPONENT_BYTES).map_err(&invalid)?;
-        if let Some(want) = c.pinned {
-            if want != report.sha256 {
-                return Err(invalid(format!(
-                    "the file has digest {}, the manifest pins {want}",
-                    report.sha256
-                )));
-            }
-        }
+        let report = self.check(&c)?;
         let isolate = self.isolation.as_ref().filter(|_| c.untrusted);
-        let (compiled, origin) = self
-            .compile(c.bytes, &report, isolate, c.precompiled)
-            .map_err(&invalid)?;
+        let (compiled, origin, preconfigured) = match &c.preinit {
+            Preinit::Snapshot => {
+                let (compiled, origin, info) = self.preinitialized(&c, &report)?;
+                (compiled, origin, Some(info))
+            }
+            preinit => {
+                let (compiled, origin) = self
+                    .compile(c.bytes, &report, isolate, c.precompiled)
+                    .map_err(&invalid)?;
+                let info = match preinit {
+                    Preinit::Done(info) => Some(info.clone()),
+                    _ => None,
+                };
+                (compiled, origin, info)
+            }
+        };
         let pre = self
             .linker
             .instantiate_pre(&compiled)
@@ -258,9 +304,10 @@ impl Registry {
             component = %c.name,
             digest = %report.sha256,
             ?origin,
+            preinitialized = preconfigured.is_some(),
             "component loaded"
         );
-        let plugin = PluginPre::new(
+        let mut plugin = PluginPre::new(
             c.name,
             pre,
             sandbox::PluginSpec {
@@ -270,7 +317,29 @@ impl Registry {
             },
             self.nn.clone(),
         )?;
+        if let Some(info) = preconfigured {
+            plugin = plugin.with_preconfigured(info);
+        }
         Ok((plugin, report))
+    }
+
+    /// Static validation of `c`'s file, and its pin.
+    fn check(&self, c: &Locked<'_>) -> Result<ComponentReport, RerankError> {
+        let invalid = |reason: String| RerankError::InvalidComponent {
+            name: c.name.to_string(),
+            reason,
+        };
+        let report = validate_component(c.bytes, DEFAULT_MAX_COMPONENT_BYTES).map_err(invalid)?;
+        match c.pinned {
+            Some(want) if want != report.sha256 => Err(RerankError::InvalidComponent {
+                name: c.name.to_string(),
+                reason: format!(
+                    "the file has digest {}, the manifest pins {want}",
+                    report.sha256
+                ),
+            }),
+            _ => Ok(report),
+        }
     }
 
     fn artifact_path(&self, report: &ComponentReport) -> Option<PathBuf> {
@@ -423,6 +492,7 @@ impl Registry {
             graphs: PluginGraphs::Named(Vec::new()),
             untrusted: true,
             precompiled: None,
+            preinit: Preinit::Off,
         })?;
         plugin.check_signatures(&self.engine)?;
         Ok(report)

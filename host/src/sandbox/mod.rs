@@ -11,18 +11,22 @@
 //!   import allow-list, size) before anything compiles.
 //! * [`plugin`]: typed, bounded calls into `configure` and `score`, with
 //!   traps classified as timeout / out of memory / guest fault.
+//! * [`preinit`]: a component snapshotted right after `configure`, so an
+//!   instance starts configured (its tokenizer already parsed).
 
 pub mod engine;
 pub mod exec;
 pub mod limits;
 pub mod plugin;
+#[cfg(feature = "compiler")]
+pub mod preinit;
 pub mod state;
 /// Static checks on a component file (the `nboost-validate` crate).
 pub use nboost_validate as validate;
 
 pub use engine::{EngineOptions, SandboxEngine};
 pub use limits::{LimitsOverride, SandboxLimits};
-pub use plugin::{GuestError, ModelInfo, Plugin, PluginGraphs, PluginPre, PluginSpec};
+pub use plugin::{GuestError, ModelInfo, Plugin, PluginGraphs, PluginPre, PluginSpec, Preinit};
 pub use state::HostState;
 pub use validate::{sha256_digest, validate_component, ComponentReport};
 

@@ -26,7 +26,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use wasmtime::component::InstancePre;
+use wasmtime::component::{Instance, InstancePre};
 use wasmtime::{Store, Trap};
 
 use super::exec::{block_on, bounded, CancellationToken, Interrupted};
@@ -39,7 +39,8 @@ use crate::RerankError;
 pub const MAX_GUEST_STRING: usize = 4096;
 
 /// What `configure` returned.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ModelInfo {
     /// Model name.
     pub name: String,
@@ -90,6 +91,21 @@ fn read_error(e: &guest::Error) -> GuestError {
     }
 }
 
+/// Whether instances of a component start from a pre-initialised image
+/// ([`super::preinit`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Preinit {
+    /// Every instance runs `configure` (the default).
+    #[default]
+    Off,
+    /// Snapshot one configured instance when the component loads (cached
+    /// with its artifact) and start every instance from the snapshot.
+    Snapshot,
+    /// The component file already is such a snapshot (from a signed
+    /// bundle), whose `configure` returned this.
+    Done(ModelInfo),
+}
+
 /// The graphs a plugin's wasi-nn calls may load.
 #[derive(Debug, Clone)]
 pub enum PluginGraphs {
@@ -115,11 +131,13 @@ pub struct PluginSpec {
 #[derive(Clone)]
 pub struct PluginPre {
     name: String,
-    pre: wit::RerankerPluginPre<HostState>,
+    pre: InstancePre<HostState>,
+    indices: wit::RerankerPluginIndices,
     limits: SandboxLimits,
     settings: Vec<(String, String)>,
     graphs: PluginGraphs,
     nn: Arc<NnHost>,
+    preconfigured: Option<ModelInfo>,
 }
 
 impl PluginPre {
@@ -131,18 +149,35 @@ impl PluginPre {
         spec: PluginSpec,
         nn: Arc<NnHost>,
     ) -> Result<Self, RerankError> {
-        let pre = wit::RerankerPluginPre::new(pre).map_err(|e| RerankError::InvalidComponent {
-            name: name.to_string(),
-            reason: format!("not a nboost:reranker@0.1 plugin: {e:#}"),
-        })?;
+        let indices =
+            wit::RerankerPluginIndices::new(&pre).map_err(|e| RerankError::InvalidComponent {
+                name: name.to_string(),
+                reason: format!("not a nboost:reranker@0.1 plugin: {e:#}"),
+            })?;
         Ok(Self {
             name: name.to_string(),
             pre,
+            indices,
             limits: spec.limits,
             settings: spec.settings,
             graphs: spec.graphs,
             nn,
+            preconfigured: None,
         })
+    }
+
+    /// The component is a pre-initialised image ([`super::preinit`]): its
+    /// memory already holds the state `configure` built, and `configure`
+    /// returned `info`. Instances start from that image and `configure` is
+    /// not called again.
+    pub fn with_preconfigured(mut self, info: ModelInfo) -> Self {
+        self.preconfigured = Some(info);
+        self
+    }
+
+    /// Whether instances start from a pre-initialised image.
+    pub fn is_preconfigured(&self) -> bool {
+        self.preconfigured.is_some()
     }
 
     /// The same component under other limits (a tenant's narrower quota).
@@ -190,6 +225,7 @@ impl PluginPre {
             name: self.name.clone(),
             limits: self.limits,
             store,
+            instance: None,
             bindings: None,
             info: None,
             alive: true,
@@ -202,12 +238,17 @@ impl PluginPre {
             self.pre.instantiate_async(&mut plugin.store),
         )
         .await;
-        let bindings = match instantiated {
-            // Not a trap, a deadline or a limit: the exports did not
-            // type-check against the contract.
+        let instance = match instantiated {
             Ok(Err(e)) if !plugin.is_fault(&e) => return Err(self.bad_signature(format!("{e:#}"))),
             other => plugin.settle(other)?,
         };
+        let bindings = self
+            .indices
+            .load(&mut plugin.store, &instance)
+            // Not a trap, a deadline or a limit: the exports did not
+            // type-check against the contract.
+            .map_err(|e| self.bad_signature(format!("{e:#}")))?;
+        plugin.instance = Some(instance);
         plugin.bindings = Some(bindings);
         Ok(plugin)
     }
@@ -227,6 +268,16 @@ impl PluginPre {
     ) -> Result<Plugin, RerankError> {
         let started = Instant::now();
         let mut plugin = self.start(engine, cancel).await?;
+        if let Some(info) = &self.preconfigured {
+            plugin.info = Some(info.clone());
+            tracing::debug!(
+                target: "nboost::sandbox",
+                component = %self.name,
+                us = started.elapsed().as_micros() as u64,
+                "instance started from its pre-initialised image"
+            );
+            return Ok(plugin);
+        }
         plugin.arm();
         let deadline = plugin.deadline();
         let bindings = plugin.bindings.as_ref().expect("set by start");
@@ -281,12 +332,22 @@ pub struct Plugin {
     name: String,
     limits: SandboxLimits,
     store: Store<HostState>,
+    instance: Option<Instance>,
     bindings: Option<wit::RerankerPlugin>,
     info: Option<ModelInfo>,
     alive: bool,
 }
 
 impl Plugin {
+    /// The store and the instance, for [`super::preinit`]'s snapshot (with
+    /// the call budgets armed again).
+    #[cfg(feature = "compiler")]
+    pub(super) fn snapshot_parts(&mut self) -> (&mut Store<HostState>, Instance) {
+        self.arm();
+        let instance = self.instance.expect("set by start");
+        (&mut self.store, instance)
+    }
+
     /// What the plugin said about itself in `configure`.
     pub fn info(&self) -> &ModelInfo {
         self.info

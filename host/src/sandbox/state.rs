@@ -67,6 +67,13 @@ impl HostState {
         }
     }
 
+    /// Whether the guest holds a host resource (a wasi-nn graph, context or
+    /// tensor, a WASI stream...): an instance that does cannot be
+    /// snapshotted, since its handles would name nothing in a new one.
+    pub fn holds_resources(&self) -> bool {
+        !self.table.is_empty()
+    }
+
     /// The wasi-nn view handed to the wasi-nn host functions.
     pub fn nn_view(&mut self) -> NnView<'_> {
         NnView::new(&mut self.table, &mut self.nn, &mut self.limiter.budget)

@@ -425,6 +425,7 @@ impl Service {
             graphs: PluginGraphs::Loaded(graphs.into()),
             untrusted: true,
             precompiled: None,
+            preinit: Default::default(),
         })?)
     }
 

@@ -1,0 +1,64 @@
+//! Prepared graph forms: a back-end's own parsed form of an ONNX graph.
+//!
+//! Why: a cold start on tract spends most of its time and memory turning
+//! ONNX protobuf into a typed, decluttered model (the 90 MB of MiniLM
+//! weights are held three times over while it does: file bytes, protobuf,
+//! tensors). tract can write that decluttered model as NNEF (a tar of the
+//! graph text and raw tensor files) and read it back in one streaming pass,
+//! each tensor read once into its final buffer: less than half the peak
+//! memory, and no ONNX parse. So the first load of a graph writes its
+//! prepared form beside the compiled artifacts, and later loads (or a
+//! bundle that carries the form, `bundle build --tract-form`) use it.
+//!
+//! A form is named by its back-end and format version (e.g.
+//! `tract-0.23-nnef-1`): a form made by another version is never offered
+//! to this one. A cached form is keyed by the graph's pinned digest, else
+//! by its path, size and modification time: a graph file replaced in place
+//! gets a new key. A form that fails to load is reported and the ONNX
+//! file is loaded instead.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use super::GraphSpec;
+
+/// Where the cached form `form` of `spec` lives under `dir`, if the graph
+/// file can be identified (it exists).
+pub fn cached_path(dir: &Path, form: &str, spec: &GraphSpec) -> Option<PathBuf> {
+    let key = match &spec.sha256 {
+        Some(pin) => pin.trim_start_matches("sha256:").to_string(),
+        None => {
+            let meta = std::fs::metadata(&spec.path).ok()?;
+            let path = std::fs::canonicalize(&spec.path).ok()?;
+            let mtime = meta
+                .modified()
+                .ok()?
+                .duration_since(std::time::UNIX_EPOCH)
+                .ok()?
+                .as_nanos();
+            let mut h = Sha256::new();
+            h.update(path.as_os_str().as_encoded_bytes());
+            h.update(meta.len().to_le_bytes());
+            h.update(mtime.to_le_bytes());
+            hex::encode(h.finalize())
+        }
+    };
+    Some(dir.join(form).join(format!("{key}.tar")))
+}
+
+/// Write a form through `write` into `path` atomically (a temporary file
+/// renamed into place), so a reader never sees half a form.
+pub fn write_atomic(
+    path: &Path,
+    write: impl FnOnce(&mut std::fs::File) -> Result<(), String>,
+) -> Result<(), String> {
+    let dir = path.parent().ok_or("a form path has a directory")?;
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| e.to_string())?;
+    write(tmp.as_file_mut())?;
+    tmp.as_file_mut().flush().map_err(|e| e.to_string())?;
+    tmp.persist(path).map_err(|e| e.to_string())?;
+    Ok(())
+}
