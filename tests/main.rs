@@ -19,6 +19,7 @@ mod oci;
 mod operations;
 mod polyglot;
 mod precompiled;
+mod preinit;
 mod proxy;
 mod proxy_failures;
 mod proxy_page;

@@ -6,8 +6,11 @@
 //!   `score`) — the price of full per-call isolation;
 //! * `warm`: `score` on an already-configured instance;
 //! * `instantiate + configure` alone, for `lexical` and for `minilm`
-//!   (whose `configure` parses its 700 KB tokenizer inside the guest: what
-//!   a pre-initialised image would save).
+//!   (whose `configure` parses its 700 KB tokenizer inside the guest), and
+//!   for `minilm` pre-initialised (`preinit = true`: the instance starts
+//!   from the snapshot taken after `configure`, which is not called again),
+//!   also with its first `score` of one passage (the lazy wasi-nn handles
+//!   and the first touch of the snapshot's pages).
 //!
 //! Run with `cargo bench --bench sandbox` (after `./just components`).
 //! Prints medians and p90 over many iterations; no assertions.
@@ -77,6 +80,31 @@ fn main() {
         }
         stats(v)
     });
+    let preinit = Manifest::load_for(&root.join("nboost.toml"), "minilm")
+        .ok()
+        .and_then(|mut m| {
+            m.components.get_mut("minilm")?.preinit = nboost::sandbox::Preinit::Snapshot;
+            Reranker::new(m, RerankerConfig::default()).ok()
+        })
+        .and_then(|r| r.registry().get("minilm").ok().map(|pre| (r, pre)));
+    let preinit_start = preinit.map(|(r, pre)| {
+        let engine = r.registry().engine();
+        let (mut start, mut first) = (Vec::new(), Vec::new());
+        for _ in 0..iters {
+            let t = Instant::now();
+            let plugin = pre.instantiate(engine).unwrap();
+            start.push(t.elapsed());
+            drop(plugin);
+        }
+        let one = vec!["similarity laws for aerothermoelastic testing".to_string()];
+        for _ in 0..50 {
+            let t = Instant::now();
+            let mut plugin = pre.instantiate(engine).unwrap();
+            plugin.score("similarity laws", &one).unwrap();
+            first.push(t.elapsed());
+        }
+        (stats(start), stats(first))
+    });
     let (f50, f90) = stats(fresh);
     let (w50, w90) = stats(warm);
     println!("lexical, 10 passages, {iters} iterations");
@@ -93,5 +121,9 @@ fn main() {
             "minilm instantiate + configure (tokenizer parsed in guest): median {m50:.1} us, p90 {m90:.1} us"
         ),
         None => println!("minilm: not in nboost.toml or its files are missing (`./just model`)"),
+    }
+    if let Some(((p50, p90), (q50, q90))) = preinit_start {
+        println!("minilm pre-initialised: instantiate (configured image):    median {p50:.1} us, p90 {p90:.1} us");
+        println!("minilm pre-initialised: instantiate + first score, 1 passage: median {q50:.1} us, p90 {q90:.1} us");
     }
 }

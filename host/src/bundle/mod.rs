@@ -265,10 +265,7 @@ pub fn build(
         let bytes = std::fs::read(&path).map_err(|e| io(path.display(), e))?;
         add(
             format!("graphs/{graph}.{form}.tar"),
-            PartKind::GraphForm {
-                name: graph,
-                form,
-            },
+            PartKind::GraphForm { name: graph, form },
             bytes,
         );
     }

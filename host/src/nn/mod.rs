@@ -25,6 +25,7 @@ pub mod backend;
 pub mod compute;
 pub mod forms;
 pub mod tract;
+mod tract_form;
 
 #[cfg(feature = "ort")]
 pub mod ort;
@@ -362,7 +363,8 @@ impl NnHost {
             let mut graphs = self.graphs.lock().unwrap_or_else(|e| e.into_inner());
             graphs.entry(name.to_string()).or_default().clone()
         };
-        cell.get_or_try_init(|| self.load_spec(spec)).cloned()
+        cell.get_or_try_init(|| forms::with_lean_heap(|| self.load_spec(spec)))
+            .cloned()
     }
 
     /// Load a declared graph: from a prepared form when one fits the
@@ -444,7 +446,11 @@ impl NnHost {
 
     /// The prepared form of `spec`'s graph for this back-end, written to
     /// `out` (`bundle build --tract-form`): the form's name.
-    pub fn write_prepared(&self, spec: &GraphSpec, out: &Path) -> Result<&'static str, RerankError> {
+    pub fn write_prepared(
+        &self,
+        spec: &GraphSpec,
+        out: &Path,
+    ) -> Result<&'static str, RerankError> {
         let loader = self.loader()?;
         let form = loader.prepared_form().ok_or_else(|| {
             RerankError::Backend(format!(

@@ -20,6 +20,7 @@ use wasmtime_wasi_nn::wit::TensorType;
 use wasmtime_wasi_nn::{Graph, Tensor as NnTensor};
 
 use super::backend::{runner_graph, Runner};
+use super::tract_form as form;
 use super::{
     backend_failure, bytes_to_f32, bytes_to_i64, f32_tensor, i64_tensor, invalid, GraphLoader,
     GraphSignature, NnOptions, TensorSpec,
@@ -48,28 +49,6 @@ impl TractLoader {
     }
 }
 
-/// The name of tract's prepared form ([`super::forms`]): NNEF written by
-/// this tract minor version, with nboost's registry of extra operators.
-pub const FORM: &str = "tract-0.23-nnef-1";
-
-/// tract's NNEF framework with the ONNX operators and nboost's additions.
-fn nnef() -> tract_nnef::framework::Nnef {
-    use tract_onnx::WithOnnx;
-    tract_nnef::nnef()
-        .with_onnx()
-        .with_registry(extra_ops())
-}
-
-/// Operators tract's declutter produces but its NNEF registries cannot
-/// write: exact GELU (the erf form BERT models use), as a unit
-/// element-wise operator named `nboost_gelu_exact`.
-fn extra_ops() -> tract_nnef::internal::Registry {
-    use tract_onnx::tract_core::ops::nn::gelu_exact::GeluExact;
-    let mut r = tract_nnef::internal::Registry::new("nboost");
-    r.register_unit_element_wise("nboost_gelu_exact", &GeluExact {});
-    r
-}
-
 /// The typed model of an ONNX graph.
 fn read_onnx(bytes: &[u8]) -> Result<TypedModel, String> {
     tract_onnx::onnx()
@@ -84,15 +63,16 @@ impl TractLoader {
     fn finish(
         &self,
         name: &str,
-        typed: TypedModel,
+        mut typed: TypedModel,
         started: std::time::Instant,
+        declutter: bool,
     ) -> Result<(Graph, GraphSignature), String> {
         let typed_at = started.elapsed();
         let signature = signature(&typed).map_err(|e| format!("{e:#}"))?;
         let splittable = batch_splittable(&typed);
-        let plan = typed
-            .into_optimized()
-            .and_then(|m| m.into_runnable())
+        let plan = if declutter { typed.declutter() } else { Ok(()) }
+            .and_then(|()| typed.optimize())
+            .and_then(|()| typed.into_runnable())
             .map_err(|e| format!("tract cannot optimise the graph: {e:#}"))?;
         // Each phase's cost is logged (debug): graph load is most of a
         // model plugin's cold start.
@@ -116,29 +96,26 @@ impl GraphLoader for TractLoader {
     fn load(&self, name: &str, bytes: &[u8]) -> Result<(Graph, GraphSignature), String> {
         let started = std::time::Instant::now();
         let typed = read_onnx(bytes)?;
-        self.finish(name, typed, started)
+        self.finish(name, typed, started, true)
     }
 
     fn prepared_form(&self) -> Option<&'static str> {
-        Some(FORM)
+        Some(form::FORM)
     }
 
     fn write_prepared(&self, bytes: &[u8], out: &mut std::fs::File) -> Result<(), String> {
         let decluttered = read_onnx(bytes)?
             .into_decluttered()
             .map_err(|e| format!("tract cannot declutter the graph: {e:#}"))?;
-        nnef()
-            .write_to_tar(&decluttered, out)
-            .map(|_| ())
-            .map_err(|e| format!("tract cannot write the graph as NNEF: {e:#}"))
+        form::write(&decluttered, out)
     }
 
     fn load_prepared(&self, name: &str, path: &Path) -> Result<(Graph, GraphSignature), String> {
         let started = std::time::Instant::now();
-        let typed = nnef()
-            .model_for_path(path)
-            .map_err(|e| format!("tract cannot read its NNEF form: {e:#}"))?;
-        self.finish(name, typed, started)
+        let typed = form::read(path, self.threads)?;
+        // The form was decluttered before it was written: only the
+        // optimiser's code generation is left to run.
+        self.finish(name, typed, started, false)
     }
 }
 

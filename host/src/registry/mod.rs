@@ -28,13 +28,13 @@ pub use manifest::{ComponentEntry, Manifest};
 
 use crate::fsutil::write_atomic;
 use crate::nn::NnHost;
+#[cfg(feature = "compiler")]
+use crate::sandbox::ModelInfo;
 pub use crate::sandbox::PluginGraphs;
 use crate::sandbox::{
     self, validate::DEFAULT_MAX_COMPONENT_BYTES, validate_component, ComponentReport, HostState,
     PluginPre, Preinit, SandboxEngine, SandboxLimits,
 };
-#[cfg(feature = "compiler")]
-use crate::sandbox::ModelInfo;
 use crate::RerankError;
 
 /// Counters that make the "load only what is asked for" promise checkable.
