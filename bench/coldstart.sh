@@ -3,9 +3,15 @@
 # one-passage rerank (wall ms, median of RUNS fresh processes; peak RSS of
 # the worst), for the routes an operator has:
 #
-#   manifest      nboost rerank -c NAME (compiled code already in the cache)
+#   manifest      nboost rerank -c NAME (compiled code and the back-end's
+#                 prepared graph form already in the cache)
+#   preinit       the same with `preinit = true` (the component snapshotted
+#                 after configure, cached)
 #   bundle        nboost rerank --bundle (signed; verified and unpacked on
 #                 every start), with the component precompiled into it
+#   edge bundle   the same, also pre-initialised (--preinit) and carrying
+#                 tract's prepared graph form (--tract-form): what an edge
+#                 node is meant to run
 #   lean          the same bundles on the lean edge build (nboost-lean)
 #   1000 entries  the lexical start with 999 more components in the manifest
 #   native ORT    Python: import onnxruntime + tokenizers, load the session
@@ -32,16 +38,30 @@ q=(-q "what similarity laws must be obeyed" --passage "similarity laws for aerot
 for comp in lexical minilm; do
   "$nboost" bundle build -c "$comp" -o "$work/$comp.nbb" --key "$work/op.key" --precompile > /dev/null
 done
+"$nboost" bundle build -c minilm -o "$work/edge.nbb" --key "$work/op.key" --precompile --preinit \
+  --tract-form > /dev/null
+# The manifest with minilm pre-initialised.
+pre=$work/nboost-preinit.toml
+sed "s#^path = \"#path = \"$PWD/#; s#^setting-files = { tokenizer = \"models#setting-files = { tokenizer = \"$PWD/models#" \
+  nboost.toml > "$pre"
+sed -i '/^\[components.minilm\]$/a preinit = true' "$pre"
 for backend in tract ort; do
-  measure "manifest minilm $backend" "$nboost" --backend $backend rerank -c minilm "${q[@]}"
+  measure "manifest minilm $backend" "$nboost" --backend $backend --cache-dir "$work/cache-m" \
+    rerank -c minilm "${q[@]}"
+  measure "manifest minilm $backend, preinit" "$nboost" --backend $backend --manifest "$pre" \
+    --cache-dir "$work/cache-m" rerank -c minilm "${q[@]}"
   measure "bundle minilm $backend (precompiled)" "$nboost" --backend $backend --cache-dir "$work/cache" \
     rerank --bundle "$work/minilm.nbb" --trusted-key "$work/op.pub" "${q[@]}"
+  measure "edge bundle minilm $backend (precompiled, preinit, tract form)" "$nboost" --backend $backend \
+    --cache-dir "$work/cache" rerank --bundle "$work/edge.nbb" --trusted-key "$work/op.pub" "${q[@]}"
 done
 # The lean edge build (no compiler, uploads, SQLite, eval), same bundles.
 lean=$(dirname "$nboost")/nboost-lean
 if [ -x "$lean" ]; then
   measure "lean bundle minilm tract (precompiled)" "$lean" --cache-dir "$work/cache-lean" \
     rerank --bundle "$work/minilm.nbb" --trusted-key "$work/op.pub" "${q[@]}"
+  measure "lean edge bundle minilm tract (precompiled, preinit, tract form)" "$lean" \
+    --cache-dir "$work/cache-lean" rerank --bundle "$work/edge.nbb" --trusted-key "$work/op.pub" "${q[@]}"
   measure "lean bundle lexical (precompiled)" "$lean" --cache-dir "$work/cache-lean" \
     rerank --bundle "$work/lexical.nbb" --trusted-key "$work/op.pub" "${q[@]}"
   echo "{\"binary\": \"full\", \"bytes\": $(stat -c %s "$nboost")}"

@@ -220,7 +220,7 @@ fn tract_forms(
             .ok_or_else(|| anyhow::anyhow!("graph `{g}` is not declared"))?;
         let path = dir.join(format!("{g}.tar"));
         let form = nn.write_prepared(spec, &path)?;
-        forms.push((g.clone(), form.to_string(), path));
+        forms.push((g.clone(), form, path));
     }
     Ok(forms)
 }

@@ -17,7 +17,6 @@
 //! gets a new key. A form that fails to load is reported and the ONNX
 //! file is loaded instead.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
@@ -45,20 +44,23 @@ pub fn cached_path(dir: &Path, form: &str, spec: &GraphSpec) -> Option<PathBuf> 
             hex::encode(h.finalize())
         }
     };
-    Some(dir.join(form).join(format!("{key}.tar")))
+    Some(dir.join(form).join(format!("{key}.form")))
 }
 
-/// Write a form through `write` into `path` atomically (a temporary file
-/// renamed into place), so a reader never sees half a form.
+/// Write a form through `write` (given a file path) into `path`
+/// atomically (a temporary file renamed into place), so a reader never
+/// sees half a form.
 pub fn write_atomic(
     path: &Path,
-    write: impl FnOnce(&mut std::fs::File) -> Result<(), String>,
+    write: impl FnOnce(&Path) -> Result<(), String>,
 ) -> Result<(), String> {
     let dir = path.parent().ok_or("a form path has a directory")?;
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| e.to_string())?;
-    write(tmp.as_file_mut())?;
-    tmp.as_file_mut().flush().map_err(|e| e.to_string())?;
+    let tmp = tempfile::Builder::new()
+        .prefix(".form")
+        .tempfile_in(dir)
+        .map_err(|e| e.to_string())?;
+    write(tmp.path())?;
     tmp.persist(path).map_err(|e| e.to_string())?;
     Ok(())
 }

@@ -302,12 +302,12 @@ pub trait GraphLoader: Send + Sync {
 
     /// The name of this back-end's prepared form of a graph
     /// ([`forms`]), if it has one.
-    fn prepared_form(&self) -> Option<&'static str> {
+    fn prepared_form(&self) -> Option<String> {
         None
     }
 
-    /// Write the prepared form of the ONNX graph `bytes` into `out`.
-    fn write_prepared(&self, _bytes: &[u8], _out: &mut std::fs::File) -> Result<(), String> {
+    /// Write the prepared form of the ONNX graph `bytes` to the file `out`.
+    fn write_prepared(&self, _bytes: &[u8], _out: &Path) -> Result<(), String> {
         Err("this back-end has no prepared graph form".into())
     }
 
@@ -374,14 +374,14 @@ impl NnHost {
         let name = spec.name.as_str();
         let loader = self.loader()?;
         let form = loader.prepared_form();
-        let cached = form.and_then(|f| {
+        let cached = form.as_deref().and_then(|f| {
             let dir = self.options.graph_cache.as_deref()?;
             forms::cached_path(dir, f, spec)
         });
         let shipped = spec
             .prepared
             .as_ref()
-            .filter(|(f, _)| Some(f.as_str()) == form)
+            .filter(|(f, _)| Some(f) == form.as_ref())
             .map(|(_, p)| p.clone());
         for path in shipped.iter().chain(&cached).filter(|p| p.is_file()) {
             let started = std::time::Instant::now();
@@ -391,7 +391,7 @@ impl NnHost {
                         target: "nboost::nn",
                         graph = name,
                         backend = ?self.options.backend,
-                        form = form.unwrap_or_default(),
+                        form = form.as_deref().unwrap_or_default(),
                         ms = started.elapsed().as_millis() as u64,
                         "graph loaded from its prepared form"
                     );
@@ -446,11 +446,7 @@ impl NnHost {
 
     /// The prepared form of `spec`'s graph for this back-end, written to
     /// `out` (`bundle build --tract-form`): the form's name.
-    pub fn write_prepared(
-        &self,
-        spec: &GraphSpec,
-        out: &Path,
-    ) -> Result<&'static str, RerankError> {
+    pub fn write_prepared(&self, spec: &GraphSpec, out: &Path) -> Result<String, RerankError> {
         let loader = self.loader()?;
         let form = loader.prepared_form().ok_or_else(|| {
             RerankError::Backend(format!(

@@ -13,7 +13,7 @@
 //! under the cap, builds another, so concurrent requests run concurrently.
 
 use std::panic::AssertUnwindSafe;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use ort::execution_providers::{CUDAExecutionProvider, ExecutionProvider};
@@ -37,10 +37,16 @@ use crate::RerankError;
 const MAX_SESSIONS_PER_GRAPH: usize = 4;
 
 /// Loads graphs into ONNX Runtime sessions.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 pub struct OrtLoader {
     threads: usize,
     target: Target,
+    /// The prepared form's name ([`super::forms`]): ONNX Runtime's own
+    /// optimised model (level 3: fused attention, GELU, layer norm), for
+    /// this library file and target. It may hold operators fused for this
+    /// machine's execution provider, so it is only cached on the node that
+    /// made it, never shipped in a bundle.
+    form: String,
 }
 
 /// The library path `ort` should open: the flag, else `ORT_DYLIB_PATH`.
@@ -93,15 +99,37 @@ impl OrtLoader {
                 )));
             }
         }
+        let library = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let target = match options.target {
+            Target::Cpu => "cpu",
+            Target::Gpu => "gpu",
+        };
         Ok(Self {
             threads: options.threads.max(1),
             target: options.target,
+            form: format!("ort-{library}-{target}-level3"),
         })
     }
 
-    fn session(&self, bytes: &[u8]) -> Result<Session, String> {
+    /// A session of `bytes`, optimised at level 3 when `optimise` (an
+    /// already optimised form needs none).
+    fn session(&self, bytes: &[u8], optimise: bool) -> Result<Session, String> {
+        self.builder(optimise)?
+            .commit_from_memory(bytes)
+            .map_err(|e| e.to_string())
+    }
+
+    fn builder(&self, optimise: bool) -> Result<ort::session::builder::SessionBuilder, String> {
+        let level = if optimise {
+            GraphOptimizationLevel::Level3
+        } else {
+            GraphOptimizationLevel::Disable
+        };
         let mut builder = Session::builder()
-            .and_then(|b| b.with_optimization_level(GraphOptimizationLevel::Level3))
+            .and_then(|b| b.with_optimization_level(level))
             .and_then(|b| b.with_intra_threads(self.threads))
             .and_then(|b| b.with_inter_threads(1))
             .map_err(|e| e.to_string())?;
@@ -112,7 +140,33 @@ impl OrtLoader {
                     .error_on_failure()])
                 .map_err(|e| format!("cannot enable CUDA: {e}"))?;
         }
-        builder.commit_from_memory(bytes).map_err(|e| e.to_string())
+        Ok(builder)
+    }
+
+    /// The graph of `bytes`, whose sessions optimise it when `optimise`.
+    fn graph(&self, bytes: Vec<u8>, optimise: bool) -> Result<(Graph, GraphSignature), String> {
+        let first = self.session(&bytes, optimise)?;
+        let signature = GraphSignature {
+            inputs: first
+                .inputs
+                .iter()
+                .map(|i| spec(&i.name, &i.input_type))
+                .collect::<Result<_, _>>()?,
+            outputs: first
+                .outputs
+                .iter()
+                .map(|o| spec(&o.name, &o.output_type))
+                .collect::<Result<_, _>>()?,
+        };
+        let loader = self.clone();
+        let runner = Arc::new(OrtRunner {
+            signature: signature.clone(),
+            sessions: Pool::new(first, MAX_SESSIONS_PER_GRAPH, move || {
+                loader.session(&bytes, optimise)
+            }),
+        });
+        let graph = runner_graph(runner, signature.clone());
+        Ok((graph, signature))
     }
 }
 
@@ -142,29 +196,27 @@ fn spec(name: &str, vt: &ValueType) -> Result<TensorSpec, String> {
 
 impl GraphLoader for OrtLoader {
     fn load(&self, _name: &str, bytes: &[u8]) -> Result<(Graph, GraphSignature), String> {
-        let first = self.session(bytes)?;
-        let signature = GraphSignature {
-            inputs: first
-                .inputs
-                .iter()
-                .map(|i| spec(&i.name, &i.input_type))
-                .collect::<Result<_, _>>()?,
-            outputs: first
-                .outputs
-                .iter()
-                .map(|o| spec(&o.name, &o.output_type))
-                .collect::<Result<_, _>>()?,
-        };
-        let loader = *self;
-        let model = bytes.to_vec();
-        let runner = Arc::new(OrtRunner {
-            signature: signature.clone(),
-            sessions: Pool::new(first, MAX_SESSIONS_PER_GRAPH, move || {
-                loader.session(&model)
-            }),
-        });
-        let graph = runner_graph(runner, signature.clone());
-        Ok((graph, signature))
+        self.graph(bytes.to_vec(), true)
+    }
+
+    fn prepared_form(&self) -> Option<String> {
+        Some(self.form.clone())
+    }
+
+    fn write_prepared(&self, bytes: &[u8], out: &Path) -> Result<(), String> {
+        // ONNX Runtime writes the model as it optimised it for a session;
+        // `.onnx` in the name makes it ONNX (not the ORT format).
+        let onnx = out.with_extension("onnx");
+        self.builder(true)?
+            .with_optimized_model_path(&onnx)
+            .and_then(|b| b.commit_from_memory(bytes))
+            .map_err(|e| format!("ONNX Runtime cannot write its optimised model: {e}"))?;
+        std::fs::rename(&onnx, out).map_err(|e| format!("{}: {e}", out.display()))
+    }
+
+    fn load_prepared(&self, _name: &str, path: &Path) -> Result<(Graph, GraphSignature), String> {
+        let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        self.graph(bytes, false)
     }
 }
 

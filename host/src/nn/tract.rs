@@ -99,11 +99,11 @@ impl GraphLoader for TractLoader {
         self.finish(name, typed, started, true)
     }
 
-    fn prepared_form(&self) -> Option<&'static str> {
-        Some(form::FORM)
+    fn prepared_form(&self) -> Option<String> {
+        Some(form::FORM.to_string())
     }
 
-    fn write_prepared(&self, bytes: &[u8], out: &mut std::fs::File) -> Result<(), String> {
+    fn write_prepared(&self, bytes: &[u8], out: &Path) -> Result<(), String> {
         let decluttered = read_onnx(bytes)?
             .into_decluttered()
             .map_err(|e| format!("tract cannot declutter the graph: {e:#}"))?;

@@ -44,10 +44,12 @@ fn extra_ops() -> Registry {
     r
 }
 
-/// Write `model` (decluttered) as the form, into `out`.
-pub fn write(model: &TypedModel, out: &mut File) -> Result<(), String> {
+/// Write `model` (decluttered) as the form, into the file `out`.
+pub fn write(model: &TypedModel, out: &Path) -> Result<(), String> {
+    let file = File::create(out).map_err(|e| format!("{}: {e}", out.display()))?;
     nnef()
-        .write_to_tar(model, out)
+        .write_to_tar(model, std::io::BufWriter::new(file))
+        .and_then(|mut w| Ok(std::io::Write::flush(&mut w)?))
         .map(|_| ())
         .map_err(|e| format!("tract cannot write the graph as NNEF: {e:#}"))
 }
