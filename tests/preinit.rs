@@ -10,7 +10,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::common::{backend_available, standard_manifest};
-use crate::server::nboost;
 
 struct Fixture {
     dir: tempfile::TempDir,

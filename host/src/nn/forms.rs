@@ -21,7 +21,8 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use super::GraphSpec;
+use super::{GraphMeta, GraphSpec, LoadedGraph, NnHost};
+use crate::RerankError;
 
 /// Where the cached form `form` of `spec` lives under `dir`, if the graph
 /// file can be identified (it exists).
@@ -95,4 +96,105 @@ pub fn with_lean_heap<T>(load: impl FnOnce() -> T) -> T {
     }
     #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
     load()
+}
+
+impl NnHost {
+    /// Load a declared graph: from a prepared form when one fits the
+    /// back-end (shipped with the graph, or cached), else from the ONNX
+    /// file, writing the form to the cache for the next start.
+    pub(super) fn load_spec(&self, spec: &GraphSpec) -> Result<LoadedGraph, RerankError> {
+        let name = spec.name.as_str();
+        let loader = self.loader()?;
+        let form = loader.prepared_form();
+        let cached = form.as_deref().and_then(|f| {
+            let dir = self.options.graph_cache.as_deref()?;
+            cached_path(dir, f, spec)
+        });
+        let shipped = spec
+            .prepared
+            .as_ref()
+            .filter(|(f, _)| Some(f) == form.as_ref())
+            .map(|(_, p)| p.clone());
+        for path in shipped.iter().chain(&cached).filter(|p| p.is_file()) {
+            let started = std::time::Instant::now();
+            match loader.load_prepared(name, path) {
+                Ok((graph, signature)) => {
+                    tracing::info!(
+                        target: "nboost::nn",
+                        graph = name,
+                        backend = ?self.options.backend,
+                        form = form.as_deref().unwrap_or_default(),
+                        ms = started.elapsed().as_millis() as u64,
+                        "graph loaded from its prepared form"
+                    );
+                    return Ok(LoadedGraph {
+                        graph,
+                        meta: std::sync::Arc::new(GraphMeta::new(signature)),
+                    });
+                }
+                Err(e) => tracing::warn!(
+                    target: "nboost::nn",
+                    graph = name,
+                    path = %path.display(),
+                    "ignoring an unusable prepared graph form: {e}"
+                ),
+            }
+        }
+        let bytes = std::fs::read(&spec.path).map_err(|e| {
+            RerankError::Backend(format!(
+                "graph `{name}`: cannot read {}: {e}",
+                spec.path.display()
+            ))
+        })?;
+        if let Some(want) = &spec.sha256 {
+            let got = nboost_validate::sha256_digest(&bytes);
+            if &got != want {
+                return Err(RerankError::Backend(format!(
+                    "graph `{name}`: {} has digest {got}, the manifest pins {want}",
+                    spec.path.display()
+                )));
+            }
+        }
+        let loaded = self.load_graph_bytes(name, &bytes)?;
+        if let Some(path) = cached {
+            let started = std::time::Instant::now();
+            match write_atomic(&path, |f| loader.write_prepared(&bytes, f)) {
+                Ok(()) => tracing::info!(
+                    target: "nboost::nn",
+                    graph = name,
+                    path = %path.display(),
+                    ms = started.elapsed().as_millis() as u64,
+                    "prepared graph form cached"
+                ),
+                Err(e) => tracing::warn!(
+                    target: "nboost::nn",
+                    graph = name,
+                    "cannot cache the prepared graph form: {e}"
+                ),
+            }
+        }
+        Ok(loaded)
+    }
+
+    /// The prepared form of `spec`'s graph for this back-end, written to
+    /// `out` (`bundle build --tract-form`): the form's name.
+    pub fn write_prepared(&self, spec: &GraphSpec, out: &Path) -> Result<String, RerankError> {
+        let loader = self.loader()?;
+        let form = loader.prepared_form().ok_or_else(|| {
+            RerankError::Backend(format!(
+                "the {:?} back-end has no prepared graph form",
+                self.options.backend
+            ))
+        })?;
+        let bytes = std::fs::read(&spec.path).map_err(|e| {
+            RerankError::Backend(format!(
+                "graph `{}`: cannot read {}: {e}",
+                spec.name,
+                spec.path.display()
+            ))
+        })?;
+        write_atomic(out, |f| loader.write_prepared(&bytes, f))
+            .map_err(|e| RerankError::Backend(format!("graph `{}`: {e}", spec.name)))?;
+        Ok(form)
+    }
 }

@@ -43,9 +43,9 @@ pub struct OrtLoader {
     target: Target,
     /// The prepared form's name ([`super::forms`]): ONNX Runtime's own
     /// optimised model (level 3: fused attention, GELU, layer norm), for
-    /// this library file and target. It may hold operators fused for this
-    /// machine's execution provider, so it is only cached on the node that
-    /// made it, never shipped in a bundle.
+    /// this library file, on the CPU. It may hold operators fused for this
+    /// machine, so it is only cached on the node that made it, never
+    /// shipped in a bundle.
     form: String,
 }
 
@@ -103,14 +103,10 @@ impl OrtLoader {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let target = match options.target {
-            Target::Cpu => "cpu",
-            Target::Gpu => "gpu",
-        };
         Ok(Self {
             threads: options.threads.max(1),
             target: options.target,
-            form: format!("ort-{library}-{target}-level3"),
+            form: format!("ort-{library}-cpu-level3"),
         })
     }
 
@@ -200,7 +196,9 @@ impl GraphLoader for OrtLoader {
     }
 
     fn prepared_form(&self) -> Option<String> {
-        Some(self.form.clone())
+        // A model optimised with the CUDA provider holds its kernels'
+        // layout choices; only CPU forms are kept.
+        (self.target == Target::Cpu).then(|| self.form.clone())
     }
 
     fn write_prepared(&self, bytes: &[u8], out: &Path) -> Result<(), String> {

@@ -62,6 +62,9 @@ pub trait SharedArtifacts: Send + Sync {
     fn put(&self, key: &str, bytes: &[u8]);
 }
 
+/// Settings passed to `configure`, in order.
+type Settings = Vec<(String, String)>;
+
 /// Loads and caches components named in a manifest.
 pub struct Registry {
     engine: Arc<SandboxEngine>,
@@ -202,10 +205,7 @@ impl Registry {
     }
 
     /// A manifest entry's file and settings (setting files read).
-    fn read_entry(
-        &self,
-        entry: &ComponentEntry,
-    ) -> Result<(Vec<u8>, Vec<(String, String)>), RerankError> {
+    fn read_entry(&self, entry: &ComponentEntry) -> Result<(Vec<u8>, Settings), RerankError> {
         let bytes = std::fs::read(&entry.path).map_err(|e| RerankError::InvalidComponent {
             name: entry.name.clone(),
             reason: format!("cannot read {}: {e}", entry.path.display()),
@@ -229,7 +229,7 @@ impl Registry {
         &self,
         entry: &'a ComponentEntry,
         bytes: &'a [u8],
-        settings: Vec<(String, String)>,
+        settings: Settings,
     ) -> Locked<'a> {
         Locked {
             name: &entry.name,
