@@ -15,16 +15,19 @@ fn parent(path: &Path) -> &Path {
     }
 }
 
-/// Write `data` to `path` atomically through the temporary file `tmp` (in
-/// the same directory; removed if anything fails).
-pub fn write_atomic_via(tmp: &Path, path: &Path, data: &[u8]) -> std::io::Result<()> {
+/// Replace `path` atomically: `fill` writes the temporary file `tmp` (in
+/// the same directory), which is then synced and renamed over `path`, and
+/// the directory synced; `tmp` is removed if anything fails.
+fn replace_via(
+    tmp: &Path,
+    path: &Path,
+    fill: impl FnOnce(&Path) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     let dir = parent(path);
     std::fs::create_dir_all(dir)?;
     let write = || -> std::io::Result<()> {
-        let mut f = std::fs::File::create(tmp)?;
-        f.write_all(data)?;
-        f.sync_all()?;
-        drop(f);
+        fill(tmp)?;
+        std::fs::File::open(tmp)?.sync_all()?;
         std::fs::rename(tmp, path)?;
         std::fs::File::open(dir)?.sync_all()
     };
@@ -33,19 +36,33 @@ pub fn write_atomic_via(tmp: &Path, path: &Path, data: &[u8]) -> std::io::Result
     })
 }
 
-/// [`write_atomic_via`] with a temporary name of its own
-/// (`.NAME.PID-SEQ.tmp`).
-pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
+/// Write `data` to `path` atomically through the temporary file `tmp` (in
+/// the same directory; removed if anything fails).
+pub fn write_atomic_via(tmp: &Path, path: &Path, data: &[u8]) -> std::io::Result<()> {
+    replace_via(tmp, path, |t| std::fs::File::create(t)?.write_all(data))
+}
+
+/// Replace `path` atomically with what `fill` writes to the temporary file
+/// it is given (`.NAME.PID-SEQ.tmp`, same directory): for writers that
+/// want a path of their own (a model exporter) rather than bytes.
+pub fn write_atomic_with(
+    path: &Path,
+    fill: impl FnOnce(&Path) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     use std::sync::atomic::{AtomicUsize, Ordering};
     static SEQ: AtomicUsize = AtomicUsize::new(0);
-    let dir = parent(path);
-    let tmp = dir.join(format!(
+    let tmp = parent(path).join(format!(
         ".{}.{}-{}.tmp",
         path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
         std::process::id(),
         SEQ.fetch_add(1, Ordering::Relaxed)
     ));
-    write_atomic_via(&tmp, path, data)
+    replace_via(&tmp, path, fill)
+}
+
+/// [`write_atomic_with`] of `data`.
+pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    write_atomic_with(path, |t| std::fs::File::create(t)?.write_all(data))
 }
 
 #[cfg(test)]

@@ -38,13 +38,11 @@ impl Opened {
         let mut graphs = Vec::new();
         let mut setting_files = Vec::new();
         let mut component = PathBuf::new();
-        // A pre-initialised component, when the bundle has one, runs in
-        // place of the component, with the artifact compiled from it.
-        let preinit = self.manifest.parts.iter().find_map(|p| match &p.kind {
-            PartKind::Preinitialized { info } => Some((self.dir.join(&p.path), info.clone())),
-            _ => None,
-        });
-        let mut precompiled = None;
+        let mut preinit = None;
+        let mut forms = Vec::new();
+        // This host's artifacts: of the component, of its pre-initialised
+        // image.
+        let mut precompiled = [None, None];
         for p in &self.manifest.parts {
             let path = self.dir.join(&p.path);
             match &p.kind {
@@ -60,36 +58,34 @@ impl Opened {
                         prepared: None,
                     });
                 }
-                PartKind::GraphForm { .. } => {}
+                PartKind::GraphForm { name, form } => forms.push((name, form.clone(), path)),
                 PartKind::SettingFile { key } => setting_files.push((key.clone(), path)),
                 PartKind::Precompiled {
                     target,
                     preinitialized,
                     ..
                 } => {
-                    if *target == crate::sandbox::engine::host_triple()
-                        && *preinitialized == preinit.is_some()
-                    {
-                        precompiled = Some(path);
+                    if *target == crate::sandbox::engine::host_triple() {
+                        precompiled[usize::from(*preinitialized)] = Some(path);
                     }
                 }
-                PartKind::Preinitialized { .. } => {}
+                PartKind::Preinitialized { info } => preinit = Some((path, info.clone())),
             }
         }
-        let preinit = match preinit {
+        for (name, form, path) in forms {
+            if let Some(g) = m.graphs.iter_mut().find(|g| &g.name == name) {
+                g.prepared = Some((form, path));
+            }
+        }
+        // A pre-initialised component, when the bundle has one, runs in
+        // place of the component, with the artifact compiled from it.
+        let (preinit, precompiled) = match preinit {
             Some((path, info)) => {
                 component = path;
-                Preinit::Done(info)
+                (Preinit::Done(info), precompiled[1].take())
             }
-            None => Preinit::Off,
+            None => (Preinit::Off, precompiled[0].take()),
         };
-        for p in &self.manifest.parts {
-            if let PartKind::GraphForm { name, form } = &p.kind {
-                if let Some(g) = m.graphs.iter_mut().find(|g| &g.name == name) {
-                    g.prepared = Some((form.clone(), self.dir.join(&p.path)));
-                }
-            }
-        }
         let name = self.manifest.name.clone();
         m.components.insert(
             name.clone(),

@@ -49,21 +49,13 @@ pub fn cached_path(dir: &Path, form: &str, spec: &GraphSpec) -> Option<PathBuf> 
 }
 
 /// Write a form through `write` (given a file path) into `path`
-/// atomically (a temporary file renamed into place), so a reader never
-/// sees half a form.
+/// atomically ([`crate::fsutil`]), so a reader never sees half a form.
 pub fn write_atomic(
     path: &Path,
     write: impl FnOnce(&Path) -> Result<(), String>,
 ) -> Result<(), String> {
-    let dir = path.parent().ok_or("a form path has a directory")?;
-    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let tmp = tempfile::Builder::new()
-        .prefix(".form")
-        .tempfile_in(dir)
-        .map_err(|e| e.to_string())?;
-    write(tmp.path())?;
-    tmp.persist(path).map_err(|e| e.to_string())?;
-    Ok(())
+    crate::fsutil::write_atomic_with(path, |tmp| write(tmp).map_err(std::io::Error::other))
+        .map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// Run `load` (a graph load) with large allocations mapped and unmapped

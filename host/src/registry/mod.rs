@@ -211,7 +211,13 @@ impl Registry {
             reason: format!("cannot read {}: {e}", entry.path.display()),
         })?;
         let mut settings = entry.settings.clone();
-        for (key, path) in &entry.setting_files {
+        // A pre-initialised image is never configured: its setting files
+        // (a tokenizer) would be read for nothing.
+        let files = match entry.preinit {
+            Preinit::Done(_) => &[][..],
+            _ => &entry.setting_files[..],
+        };
+        for (key, path) in files {
             let text = std::fs::read_to_string(path).map_err(|e| {
                 RerankError::Manifest(format!(
                     "component `{}`: setting `{key}`: cannot read {}: {e}",

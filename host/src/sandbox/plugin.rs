@@ -175,11 +175,6 @@ impl PluginPre {
         self
     }
 
-    /// Whether instances start from a pre-initialised image.
-    pub fn is_preconfigured(&self) -> bool {
-        self.preconfigured.is_some()
-    }
-
     /// The same component under other limits (a tenant's narrower quota).
     /// Cheap: the compiled code is shared.
     pub fn with_limits(&self, limits: SandboxLimits) -> Self {

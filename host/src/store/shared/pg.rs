@@ -10,6 +10,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 
 use super::super::cache::ReadCache;
@@ -136,6 +137,19 @@ impl QuotaParams {
             memory_mib: q.memory_mib.map(|v| v as i64),
         }
     }
+
+    /// The six quota columns' parameters, in the order `max_components,
+    /// max_graphs, max_bytes, max_concurrent, deadline_ms, memory_mib`.
+    pub(super) fn columns(&self) -> [&(dyn ToSql + Sync); 6] {
+        [
+            &self.components,
+            &self.graphs,
+            &self.bytes,
+            &self.concurrent,
+            &self.deadline_ms,
+            &self.memory_mib,
+        ]
+    }
 }
 
 impl PgMeta {
@@ -240,6 +254,7 @@ impl PgMeta {
             async move {
                 let tx = c.transaction().await.map_err(db_error)?;
                 let p = QuotaParams::of(&q);
+                let created = now();
                 let row = tx
                     .query_opt(
                         &format!(
@@ -249,16 +264,11 @@ impl PgMeta {
                              ON CONFLICT (name) {conflict} RETURNING (xmax = 0)"
                         ),
                         &[
-                            &n,
-                            &h,
-                            &p.components,
-                            &p.graphs,
-                            &p.bytes,
-                            &p.concurrent,
-                            &p.deadline_ms,
-                            &p.memory_mib,
-                            &now(),
-                        ],
+                            &[&n as &(dyn ToSql + Sync), &h][..],
+                            &p.columns(),
+                            &[&created],
+                        ]
+                        .concat(),
                     )
                     .await
                     .map_err(db_error)?;

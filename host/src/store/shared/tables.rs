@@ -71,14 +71,10 @@ impl MetaStore for PgMeta {
                          max_bytes = $4, max_concurrent = $5, deadline_ms = $6, memory_mib = $7 \
                          WHERE name = $1",
                         &[
-                            &name,
-                            &p.components,
-                            &p.graphs,
-                            &p.bytes,
-                            &p.concurrent,
-                            &p.deadline_ms,
-                            &p.memory_mib,
-                        ],
+                            &[&name as &(dyn tokio_postgres::types::ToSql + Sync)][..],
+                            &p.columns(),
+                        ]
+                        .concat(),
                     )
                     .await
                     .map_err(db_error)?;
