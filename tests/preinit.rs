@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::common::{backend_available, standard_manifest};
+use crate::common::{backend_available, ort_library, standard_manifest};
 
 struct Fixture {
     dir: tempfile::TempDir,
@@ -162,6 +162,68 @@ fn tracts_prepared_form_is_cached_and_answers_the_same() {
         "{log}"
     );
     assert_close(&scores(&again), &scores(&onnx), "after a damaged form");
+}
+
+/// The files of `dir` whose names end with `suffix`.
+fn files_ending(dir: &Path, suffix: &str) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with(suffix))
+        .collect()
+}
+
+#[test]
+fn onnx_runtimes_prepared_form_maps_its_weights_and_answers_the_same() {
+    let Some(lib) = ort_library() else {
+        backend_available("ONNX Runtime (libonnxruntime.so)", false);
+        return;
+    };
+    let f = Fixture::new(&[]);
+    let lib = lib.to_string_lossy().into_owned();
+    let mut args = rerank_args(&["--backend", "ort", "--ort-library", &lib]);
+    args.extend_from_slice(&["-c", "minilm"]);
+    let (onnx, log) = f.ok("cache", &args);
+    assert!(log.contains("prepared graph form cached"), "{log}");
+    let forms = std::fs::read_dir(f.path("cache/graphs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().contains("/ort-"))
+        .expect("an ORT form directory");
+    // The graph apart from its weights: a small file, and one weights file.
+    let graph = files_ending(&forms, ".form");
+    assert_eq!(graph.len(), 1, "{graph:?}");
+    assert!(std::fs::metadata(&graph[0]).unwrap().len() < 1 << 20);
+    let weights = files_ending(&forms, ".weights");
+    assert_eq!(weights.len(), 1, "{weights:?}");
+    assert!(std::fs::metadata(&weights[0]).unwrap().len() > 80 << 20);
+
+    let (mapped, log) = f.ok("cache", &args);
+    assert!(log.contains("graph loaded from its prepared form"), "{log}");
+    assert_close(&scores(&mapped), &scores(&onnx), "ORT form");
+
+    // A damaged graph is ignored; the form written again replaces the old
+    // weights rather than leaving them behind.
+    std::fs::write(&graph[0], b"not a model").unwrap();
+    let (again, log) = f.ok("cache", &args);
+    assert!(
+        log.contains("ignoring an unusable prepared graph form"),
+        "{log}"
+    );
+    assert!(log.contains("prepared graph form cached"), "{log}");
+    assert_close(&scores(&again), &scores(&onnx), "after a damaged graph");
+    let now = files_ending(&forms, ".weights");
+    assert_eq!(now.len(), 1, "{now:?}");
+    assert_ne!(now, weights, "new weights for a new write");
+
+    // Missing weights: ignored too, never a crash.
+    std::fs::remove_file(&now[0]).unwrap();
+    let (last, log) = f.ok("cache", &args);
+    assert!(
+        log.contains("ignoring an unusable prepared graph form"),
+        "{log}"
+    );
+    assert_close(&scores(&last), &scores(&onnx), "after lost weights");
 }
 
 #[test]

@@ -35,6 +35,7 @@
 //! * `eval` (cargo feature `eval`): retrieval-quality evaluation (BM25
 //!   first stage + reranker).
 
+pub mod alloc;
 pub mod api;
 pub mod bundle;
 pub mod contract;

@@ -4,6 +4,11 @@ mod cli;
 
 use clap::Parser;
 
+/// Large blocks (graph weights) on transparent huge pages: see
+/// [`nboost::alloc`].
+#[global_allocator]
+static ALLOCATOR: nboost::alloc::LargePages = nboost::alloc::LargePages;
+
 fn main() -> std::process::ExitCode {
     // The compile subprocess of untrusted components (see
     // `nboost::registry::isolate`): no flags, no logging.

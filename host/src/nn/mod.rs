@@ -29,6 +29,8 @@ mod tract_form;
 
 #[cfg(feature = "ort")]
 pub mod ort;
+#[cfg(feature = "ort")]
+mod ort_form;
 
 #[cfg(feature = "openvino")]
 pub mod openvino;
