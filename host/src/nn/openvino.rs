@@ -18,14 +18,18 @@
 //! tensor) and compiled once per graph; the compiled model is shared. Each
 //! request takes an inference request from a small per-graph pool (created on
 //! demand up to a cap), so concurrent requests do not wait on one lock.
-//! On the CPU the compiled model gets `--threads` threads in all, the
-//! `THROUGHPUT` hint (OpenVINO splits the threads into streams, e.g. 2
-//! threads = 2 streams of 1 thread, so that many requests run at once) and
-//! `f32` precision (OpenVINO would otherwise pick `bf16` on CPUs that have
-//! it: about twice as fast, but scores drift by up to ~1e-3 from the other
-//! back-ends). `THROUGHPUT` measured 10-100% more passages/s than `LATENCY`
-//! (one stream using all threads) on the 2-core bench machine. On a GPU the
-//! hint is `LATENCY` and the precision OpenVINO's default.
+//! On the CPU the compiled model gets `--threads` threads, the `LATENCY`
+//! hint (one stream using every thread) and `f32` precision (OpenVINO
+//! would otherwise pick `bf16` on CPUs that have it: about twice as fast,
+//! but scores drift by up to ~1e-3 from the other back-ends). The
+//! `THROUGHPUT` hint splits the threads into streams (2 threads = 2 streams
+//! of 1 thread) that only pay when as many requests run at once: a
+//! component scores its batches one after another, so one rerank ran on
+//! one thread, at half the speed (MiniLM, 16 x 100 tokens, 2 threads: 45
+//! passages/s against 86 for `LATENCY`; with two callers at once both
+//! hints gave 83-85, measured with OpenVINO's Python API on the bench
+//! machine). On a GPU the hint is `LATENCY` and the precision OpenVINO's
+//! default.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
@@ -157,7 +161,7 @@ impl OpenvinoLoader {
                     let threads = threads.to_string();
                     let settings = [
                         (RwPropertyKey::InferenceNumThreads, threads.as_str()),
-                        (RwPropertyKey::HintPerformanceMode, "THROUGHPUT"),
+                        (RwPropertyKey::HintPerformanceMode, "LATENCY"),
                         (RwPropertyKey::HintInferencePrecision, "f32"),
                     ];
                     for (key, value) in settings {
