@@ -93,6 +93,9 @@ bench-polyglot: components model release
 bench-replicas: components release
     bash bench/replicas.sh
 
-# Throughput on 1 query x 100 passages (~100 tokens), all back-ends and native ORT, one run.
+# Throughput on 1 query x 100 passages (~100 tokens), all back-ends and native ORT, one run;
+# then the cold-start table (bench/coldstart.sh: edge bundles, manifest, lean build,
+# 1 vs 1000 components, the native Python route).
 bench: components model release
     bash bench/run.sh
+    RUNS=7 bash bench/coldstart.sh
