@@ -25,6 +25,7 @@ pub mod backend;
 pub mod compute;
 pub mod forms;
 pub mod tract;
+mod tract_binary;
 mod tract_form;
 
 #[cfg(feature = "ort")]

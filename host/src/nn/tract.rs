@@ -72,7 +72,8 @@ impl TractLoader {
         let splittable = batch_splittable(&typed);
         let plan = if declutter { typed.declutter() } else { Ok(()) }
             .and_then(|()| typed.optimize())
-            .and_then(|()| typed.into_runnable())
+            .and_then(|()| super::tract_binary::replace_generic(&mut typed))
+            .and_then(|_| typed.into_runnable())
             .map_err(|e| format!("tract cannot optimise the graph: {e:#}"))?;
         // Each phase's cost is logged (debug): graph load is most of a
         // model plugin's cold start.
