@@ -85,7 +85,7 @@ pub fn replace_generic(model: &mut TypedModel) -> TractResult<usize> {
         let Some(op) = model.node(id).op_as::<TypedBinOp>() else {
             continue;
         };
-        let arith = match &*op.0.name() {
+        let arith = match op.0.name() {
             "Add" => Arith::Add,
             "Sub" => Arith::Sub,
             "Mul" => Arith::Mul,
