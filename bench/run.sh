@@ -12,9 +12,9 @@
 #
 # A back-end that cannot run a graph (the int8 graph uses ONNX Runtime's
 # com.microsoft ops) is reported with its error instead of a figure.
-# Prints one JSON line per system, then each one's ratio to native fp32 ONNX Runtime
-# (the mean of its runs at the start and the end)
-# Run through `./just bench` (sets library paths, builds release);
+# Prints one JSON line per system, then each one's ratio to native fp32 ONNX
+# Runtime (the mean of its runs at the start and at the end). Run through
+# `./just bench` (sets library paths, builds release);
 # NBOOST=path/to/nboost bash bench/run.sh runs an existing binary.
 # BACKENDS (default "ort tract openvino") and COMPONENTS (default
 # "minilm minilm-int8") narrow the run.

@@ -71,17 +71,16 @@ pub fn write_atomic(
 /// `mallopt` only changes thresholds, so concurrent loads and allocations
 /// elsewhere are unaffected in correctness.
 pub fn with_lean_heap<T>(load: impl FnOnce() -> T) -> T {
-    // Setting the mmap threshold turns off glibc's dynamic rule, which
-    // would also have raised the trim threshold (to twice the mmap
-    // threshold). Left at 128 KiB, every inference handed its freed
-    // activation buffers (MiniLM, 16 x 100 tokens: about 10 MB a layer)
-    // back to the kernel and faulted them in again on the next call:
-    // about 5 % of tract's time in page faults and page clearing (perf).
-    // Heap tops under this size are kept for the next call.
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    const TRIM_THRESHOLD: libc::c_int = 64 << 20;
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
+        // Setting the mmap threshold turns off glibc's dynamic rule, which
+        // would also have raised the trim threshold (to twice the mmap
+        // threshold). Left at 128 KiB, every inference handed its freed
+        // activation buffers (MiniLM, 16 x 100 tokens: about 10 MB a layer)
+        // back to the kernel and faulted them in again on the next call:
+        // about 5 % of tract's time in page faults and page clearing
+        // (perf). Heap tops under this size are kept for the next call.
+        const TRIM_THRESHOLD: libc::c_int = 64 << 20;
         #[allow(unsafe_code, reason = "mallopt is a plain libc call")]
         // SAFETY: mallopt only sets an allocator parameter.
         unsafe {

@@ -53,10 +53,9 @@ pub struct OrtLoader {
 }
 
 /// Where a session's model comes from.
-#[derive(Clone)]
 enum Source {
     /// ONNX bytes, optimised when the session starts.
-    Bytes(Arc<Vec<u8>>),
+    Bytes(Vec<u8>),
     /// A prepared form on disk (already optimised; its weights file beside
     /// it is mapped by ONNX Runtime, so the model is opened by path).
     Prepared(PathBuf),
@@ -207,7 +206,7 @@ fn spec(name: &str, vt: &ValueType) -> Result<TensorSpec, String> {
 
 impl GraphLoader for OrtLoader {
     fn load(&self, _name: &str, bytes: &[u8]) -> Result<(Graph, GraphSignature), String> {
-        self.graph(Source::Bytes(Arc::new(bytes.to_vec())))
+        self.graph(Source::Bytes(bytes.to_vec()))
     }
 
     fn prepared_form(&self) -> Option<String> {

@@ -93,9 +93,6 @@ pub fn replace_generic(model: &mut TypedModel) -> TractResult<usize> {
             _ => continue,
         };
         let inputs = &model.node(id).inputs;
-        if inputs.len() != 2 {
-            continue;
-        }
         let a = model.outlet_fact(inputs[0])?;
         let b = model.outlet_fact(inputs[1])?;
         let out = model.outlet_fact(OutletId::new(id, 0))?;
