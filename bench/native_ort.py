@@ -59,6 +59,11 @@ def make_session(model: Path, threads: int) -> ort.InferenceSession:
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    # As nboost does on the CPU (host/src/nn/ort.rs): ORT's fused
+    # SkipLayerNormalization kernel is slower than Add + LayerNormalization.
+    # The fp32 graph has no such fusion either way; the int8 graph gains ~20 %.
+    options.add_session_config_entry("optimization.disable_specified_optimizers",
+                                     "SkipLayerNormFusion")
     return ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
 
 

@@ -112,6 +112,9 @@ def session(path: Path, threads: int, level: ort.GraphOptimizationLevel,
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.log_severity_level = 3  # the "hardware specific optimisations" warning on save
+    # As nboost on the CPU (host/src/nn/ort.rs): no fused SkipLayerNormalization.
+    options.add_session_config_entry("optimization.disable_specified_optimizers",
+                                     "SkipLayerNormFusion")
     if optimized_path is not None:
         options.optimized_model_filepath = str(optimized_path)
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
