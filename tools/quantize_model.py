@@ -16,9 +16,9 @@ Recipe (the default; every step is an option, see --help):
      tokens, 2 threads: ~18 ms against ~4.5 ms of a ~94 ms call; the graph
      goes from ~170 to ~205 passages/s natively), so the optimiser is told
      not to fuse them, and nboost (like bench/native_ort.py) disables ONNX
-     Runtime's own SkipLayerNormFusion on the CPU. `--fuse none` quantizes the plain opset-17 graph instead
-     (standard ops: DynamicQuantizeLinear + MatMulInteger), which tract and
-     OpenVINO can also read.
+     Runtime's own SkipLayerNormFusion on the CPU. `--fuse none` quantizes
+     the plain opset-17 graph instead (standard ops: DynamicQuantizeLinear +
+     MatMulInteger), which tract and OpenVINO can also read.
   2. quantize (`onnxruntime.quantization.quantize_dynamic`): weights int8,
      symmetric, **per output channel**; activations uint8, asymmetric, range
      taken per call (dynamic), so there is no calibration set. Per-tensor
@@ -39,7 +39,7 @@ bytes (manifest.json records the sha256 and the recipe).
 Usage:
     python tools/quantize_model.py [--src models/all-MiniLM-L6-v2]
         [--out models/all-MiniLM-L6-v2-int8] [--fuse ort|none] [--per-tensor]
-        [--keep-fp32 GROUP,...]
+        [--keep-fp32 GROUP,...] [--if-stale]
 """
 
 from __future__ import annotations
@@ -90,6 +90,23 @@ def fuse(src: Path, out: Path, cfg: BertConfig) -> None:
     fused.save_model_to_file(str(out))
 
 
+def up_to_date(out: Path, derived_from: dict, recipe: dict) -> bool:
+    """Whether `out` holds the graph `recipe` makes from that fp32 graph, by its manifest.
+
+    A recipe change (such as the unfused layer norms) or a new fp32 graph
+    makes the int8 graph stale, and `./just model` then writes it again.
+    """
+    try:
+        manifest = json.loads((out / "manifest.json").read_text())
+        files = manifest["files"]
+    except (OSError, ValueError, KeyError):
+        return False
+    recorded = {k: v for k, v in manifest.get("quantization", {}).items() if k != "fp32_nodes"}
+    return (manifest.get("derived_from") == derived_from and recorded == recipe
+            and all((out / name).is_file() and sha256_file(out / name) == digest
+                    for name, digest in files.items()))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--src", type=Path, default=ROOT / "models" / "all-MiniLM-L6-v2")
@@ -100,6 +117,9 @@ def main() -> None:
                         help="one weight scale per tensor instead of per output channel")
     parser.add_argument("--keep-fp32", default="",
                         help=f"comma-separated MatMul groups left in fp32: {', '.join(GROUPS)}")
+    parser.add_argument("--if-stale", action="store_true",
+                        help="do nothing if --out already holds this recipe's graph of this "
+                             "fp32 graph (by its manifest.json)")
     args = parser.parse_args()
 
     keep = [g for g in args.keep_fp32.split(",") if g]
@@ -108,6 +128,24 @@ def main() -> None:
     if args.fuse == "ort" and "qkv" in keep:
         sys.exit("error: after --fuse ort the Q/K/V projections are inside Attention nodes; "
                  "use --fuse none to keep qkv in fp32")
+
+    op_types = ["MatMul", "Attention", "EmbedLayerNormalization", "Gather"]
+    recipe = {
+        "tool": f"onnxruntime {onnxruntime.__version__} quantize_dynamic",
+        "fuse": args.fuse,
+        "skip_layer_norm_fused": False,
+        "weights": "int8 symmetric, " + ("per tensor" if args.per_tensor else
+                                         "per output channel"),
+        "activations": "uint8 asymmetric, dynamic (range per call)",
+        "reduce_range": False,
+        "op_types": op_types,
+        "fp32_groups": keep,
+    }
+    fp32_manifest = json.loads((args.src / "manifest.json").read_text())
+    derived_from = {"model.onnx": fp32_manifest["files"]["model.onnx"]}
+    if args.if_stale and up_to_date(args.out, derived_from, recipe):
+        print(f"{args.out}/model.onnx is up to date (same fp32 graph and recipe)")
+        return
 
     src_model = args.src / "model.onnx"
     cfg = BertConfig.from_hf(json.loads((args.src / "config.json").read_text()))
@@ -120,7 +158,6 @@ def main() -> None:
         model = onnx.load(str(graph))
         exclude = [n.name for n in model.graph.node
                    if n.op_type == "MatMul" and node_group(n.name) in keep]
-        op_types = ["MatMul", "Attention", "EmbedLayerNormalization", "Gather"]
         quantize_dynamic(
             str(graph), str(args.out / "model.onnx"),
             weight_type=QuantType.QInt8, per_channel=not args.per_tensor,
@@ -130,23 +167,11 @@ def main() -> None:
     for name in ("tokenizer.json", "config.json"):
         shutil.copyfile(args.src / name, args.out / name)
 
-    fp32_manifest = json.loads((args.src / "manifest.json").read_text())
     quantized = onnx.load(str(args.out / "model.onnx"), load_external_data=False)
     manifest = {
         **{k: fp32_manifest[k] for k in ("model", "source") if k in fp32_manifest},
-        "derived_from": {"model.onnx": fp32_manifest["files"]["model.onnx"]},
-        "quantization": {
-            "tool": f"onnxruntime {onnxruntime.__version__} quantize_dynamic",
-            "fuse": args.fuse,
-            "skip_layer_norm_fused": False,
-            "weights": "int8 symmetric, " + ("per tensor" if args.per_tensor else
-                                             "per output channel"),
-            "activations": "uint8 asymmetric, dynamic (range per call)",
-            "reduce_range": False,
-            "op_types": op_types,
-            "fp32_groups": keep,
-            "fp32_nodes": len(exclude),
-        },
+        "derived_from": derived_from,
+        "quantization": {**recipe, "fp32_nodes": len(exclude)},
         "files": {name: sha256_file(args.out / name)
                   for name in ("model.onnx", "tokenizer.json", "config.json")},
         "graph": {**fp32_manifest["graph"],

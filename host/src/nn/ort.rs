@@ -153,7 +153,7 @@ impl OrtLoader {
             .and_then(|b| b.with_intra_threads(self.threads))
             .and_then(|b| b.with_inter_threads(1))
             .map_err(|e| e.to_string())?;
-        if optimise && self.target == Target::Cpu {
+        if self.target == Target::Cpu {
             builder = builder
                 .with_disabled_optimizers(CPU_DISABLED_OPTIMIZERS)
                 .map_err(|e| e.to_string())?;
