@@ -66,6 +66,10 @@ fn scores(
             .arg(manifest)
             .args(["rerank", "-c", component, "-q", query, "--json", "-p"])
             .arg(&file)
+            // Scores are under test, not speed: 40 MiniLM passages through a
+            // debug build's tract, beside the other tests on 2 cores, can pass
+            // the default 10 s deadline.
+            .args(["--deadline-ms", "120000"])
             .arg("--cache-dir")
             .arg(cache_dir()),
     );
