@@ -14,6 +14,7 @@ mod guide;
 mod holes;
 mod holes_server;
 mod lean;
+mod merging;
 mod model;
 mod oci;
 mod operations;

@@ -9,8 +9,8 @@
 //! tenants are unbounded, labels must not be.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
 };
 
 use crate::service::Gauges;
@@ -43,6 +43,8 @@ pub struct Metrics {
     in_use: IntGauge,
     idle: IntGauge,
     queued: IntGauge,
+    merged_calls: IntCounter,
+    merged_computes: IntCounter,
 }
 
 fn histogram(name: &str, help: &str) -> Histogram {
@@ -117,6 +119,16 @@ impl Metrics {
                 "Admitted reranks waiting for a worker",
             )
             .expect("valid metric"),
+            merged_calls: IntCounter::new(
+                "nboost_nn_merged_calls_total",
+                "Back-end calls that ran several requests' computes merged",
+            )
+            .expect("valid metric"),
+            merged_computes: IntCounter::new(
+                "nboost_nn_merged_computes_total",
+                "Computes answered by merged back-end calls",
+            )
+            .expect("valid metric"),
             registry,
         };
         for c in [
@@ -131,6 +143,8 @@ impl Metrics {
             Box::new(m.in_use.clone()),
             Box::new(m.idle.clone()),
             Box::new(m.queued.clone()),
+            Box::new(m.merged_calls.clone()),
+            Box::new(m.merged_computes.clone()),
         ] {
             m.registry.register(c).expect("metric names are unique");
         }
@@ -142,6 +156,13 @@ impl Metrics {
         self.in_use.set(gauges.in_use as i64);
         self.idle.set(gauges.idle as i64);
         self.queued.set(gauges.queued as i64);
+        // Counted by the host's graphs; mirrored here when read.
+        for (c, v) in [
+            (&self.merged_calls, gauges.merged_calls),
+            (&self.merged_computes, gauges.merged_computes),
+        ] {
+            c.inc_by(v.saturating_sub(c.get()));
+        }
         let mut out = Vec::new();
         if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
             tracing::error!(target: "nboost::api", "cannot encode metrics: {e}");

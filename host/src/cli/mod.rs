@@ -106,6 +106,11 @@ pub struct GlobalArgs {
     /// Threads one inference may use (default: all cores).
     #[arg(long, global = true, env = "NBOOST_THREADS")]
     threads: Option<usize>,
+    /// Do not merge concurrent small computes of the same graph into one
+    /// back-end call (merging is on by default: it raised a server's
+    /// throughput under concurrent requests; see README "Merging").
+    #[arg(long = "no-merge-computes", global = true, action = clap::ArgAction::SetFalse)]
+    merge_computes: bool,
     /// Path of libonnxruntime.so for `--backend ort`.
     #[arg(long, global = true, env = "ORT_DYLIB_PATH")]
     ort_library: Option<PathBuf>,
@@ -286,6 +291,7 @@ impl GlobalArgs {
             target: self.target.into(),
             ort_library: self.ort_library.clone(),
             openvino_library: self.openvino_library.clone(),
+            merge_computes: self.merge_computes,
             ..NnOptions::default()
         };
         if let Some(t) = self.threads {

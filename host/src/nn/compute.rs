@@ -11,6 +11,7 @@ use wasmtime_wasi_nn::backend::{BackendError, NamedTensor as BackendTensor};
 use wasmtime_wasi_nn::{ExecutionContext, Tensor};
 
 use super::adapter::{DeadlineExceeded, ErrorCode, NnLimits, OverBudget};
+use super::merge::{Left, Merger};
 use super::{check_tensors, element_size};
 use crate::meter::MemoryBudget;
 
@@ -122,6 +123,36 @@ pub(super) fn run(
         meta.observe(n, began.elapsed());
         Ok(out)
     };
+    if let Some(merger) = meta
+        .merger
+        .as_ref()
+        .filter(|_| largest <= limits.chunk_elements)
+    {
+        check_time(largest)?;
+        let mut one = |part: Vec<BackendTensor>, n: u64| {
+            compute(part, n).map_err(|f| match f {
+                Failure::Guest(code, m) => (code, m),
+                Failure::Trap(e) => (ErrorCode::RuntimeError, format!("{e:#}")),
+            })
+        };
+        let outputs = match merger.submit(inputs, limits.chunk_elements, deadline, &mut one) {
+            Ok(Ok(outputs)) => outputs,
+            Ok(Err((code, m))) => return Err(Failure::Guest(code, m)),
+            Err(Left::Deadline) => {
+                return Err(deadline_failure(
+                    "the call's deadline passed while its wasi-nn compute waited to be merged \
+                     with others"
+                        .into(),
+                ))
+            }
+        };
+        check_tensors(
+            outputs.iter().map(|t| (t.name.as_str(), &t.tensor)),
+            limits.max_tensor_bytes,
+        )
+        .map_err(from_backend_error)?;
+        return Ok(outputs);
+    }
     let outputs = if chunk_rows >= rows {
         check_time(largest)?;
         compute(inputs, largest)?
@@ -240,6 +271,8 @@ pub struct GraphMeta {
     pub splittable: bool,
     /// Recent nanoseconds per input element (0 = not measured yet).
     ns_per_element: std::sync::atomic::AtomicU64,
+    /// Where concurrent small computes of this graph merge, when on.
+    merger: Option<Merger>,
 }
 
 impl GraphMeta {
@@ -253,7 +286,14 @@ impl GraphMeta {
             signature,
             splittable,
             ns_per_element: 0.into(),
+            merger: None,
         }
+    }
+
+    /// The same, with `merger` taking this graph's small computes.
+    pub fn with_merger(mut self, merger: Option<Merger>) -> Self {
+        self.merger = merger;
+        self
     }
 
     /// Expected time of a compute over `elements`, once measured.

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use super::{GraphMeta, GraphSpec, LoadedGraph, NnHost};
+use super::{GraphSpec, LoadedGraph, NnHost};
 use crate::RerankError;
 
 /// Where the cached form `form` of `spec` lives under `dir`, if the graph
@@ -130,7 +130,7 @@ impl NnHost {
                     );
                     return Ok(LoadedGraph {
                         graph,
-                        meta: std::sync::Arc::new(GraphMeta::new(signature)),
+                        meta: std::sync::Arc::new(self.graph_meta(signature)),
                     });
                 }
                 Err(e) => tracing::warn!(

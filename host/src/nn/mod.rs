@@ -24,6 +24,7 @@ pub mod adapter;
 pub mod backend;
 pub mod compute;
 pub mod forms;
+pub mod merge;
 pub mod tract;
 mod tract_binary;
 mod tract_form;
@@ -88,6 +89,9 @@ pub struct NnOptions {
     pub openvino_library: Option<PathBuf>,
     /// Where prepared graph forms are cached ([`forms`]); none: not cached.
     pub graph_cache: Option<PathBuf>,
+    /// Merge concurrent small computes of the same graph into one back-end
+    /// call ([`merge`]); on by default.
+    pub merge_computes: bool,
 }
 
 impl Default for NnOptions {
@@ -99,6 +103,7 @@ impl Default for NnOptions {
             ort_library: None,
             openvino_library: None,
             graph_cache: None,
+            merge_computes: true,
         }
     }
 }
@@ -327,6 +332,7 @@ pub struct NnHost {
     specs: HashMap<String, GraphSpec>,
     loader: OnceCell<Arc<dyn GraphLoader>>,
     graphs: Mutex<HashMap<String, Arc<OnceCell<LoadedGraph>>>>,
+    merge_stats: Arc<merge::MergeStats>,
 }
 
 impl NnHost {
@@ -338,7 +344,28 @@ impl NnHost {
             specs: specs.into_iter().map(|s| (s.name.clone(), s)).collect(),
             loader: OnceCell::new(),
             graphs: Mutex::new(HashMap::new()),
+            merge_stats: Arc::default(),
         }
+    }
+
+    /// How many computes were merged, by every graph of this host.
+    pub fn merge_stats(&self) -> &merge::MergeStats {
+        &self.merge_stats
+    }
+
+    /// What the adapter keeps about a graph with `signature` loaded by this
+    /// host: with a [`merge::Merger`] when merging is on and the graph
+    /// allows it (as many merged calls at once as inferences fit the cores).
+    fn graph_meta(&self, signature: GraphSignature) -> GraphMeta {
+        let merger = self.options.merge_computes.then(|| {
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            merge::Merger::for_graph(
+                &signature,
+                cores / self.options.threads.max(1),
+                self.merge_stats.clone(),
+            )
+        });
+        GraphMeta::new(signature).with_merger(merger.flatten())
     }
 
     /// The options this host was built with.
@@ -413,7 +440,7 @@ impl NnHost {
         );
         Ok(LoadedGraph {
             graph,
-            meta: Arc::new(GraphMeta::new(signature)),
+            meta: Arc::new(self.graph_meta(signature)),
         })
     }
 

@@ -203,10 +203,13 @@ impl Service {
 
     /// Instance counts now.
     pub fn gauges(&self) -> Gauges {
+        let merged = self.registry.nn().merge_stats();
         Gauges {
             in_use: self.counters.in_use.load(Ordering::Relaxed),
             idle: self.counters.idle.load(Ordering::Relaxed),
             queued: self.counters.queued.load(Ordering::Relaxed),
+            merged_calls: merged.merged_calls.load(Ordering::Relaxed),
+            merged_computes: merged.merged_computes.load(Ordering::Relaxed),
         }
     }
 

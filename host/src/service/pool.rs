@@ -21,6 +21,10 @@ pub struct Gauges {
     pub idle: usize,
     /// Admitted calls waiting for a worker.
     pub queued: usize,
+    /// Back-end calls that ran several callers' computes (`nn::merge`).
+    pub merged_calls: u64,
+    /// Callers' computes answered by those calls.
+    pub merged_computes: u64,
 }
 
 /// One component version as one tenant runs it: its compiled form (under
