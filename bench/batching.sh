@@ -1,14 +1,11 @@
 #!/usr/bin/env bash
-# Would a batcher that merges concurrent requests pay? One run, same machine.
-#
-# A server already runs concurrent requests on every core (workers = cores
-# + 1), so merging N requests into one call can only gain what a larger
-# call gains per passage on one thread. This measures that bound: the
-# passages/s of one call of 1, 10 and 80 passages (query + passages of
-# bench/rerank-100x100.json, ~100 tokens each), on one thread, for the
-# cross-encoder and minilm components, on each back-end in BACKENDS
-# (default "tract ort"). If 80-passage calls are not clearly faster per
-# passage than 10-passage ones, merging ten 10-passage requests cannot be.
+# How much does a larger back-end call gain per passage? One run, same
+# machine. (bench/merging.sh measures the server's merging of concurrent
+# computes itself; this is the part of its gain that is arithmetic, not
+# contention.) It measures the passages/s of one call of 1, 10 and 80
+# passages (query + passages of bench/rerank-100x100.json, ~100 tokens
+# each), on one thread, for the cross-encoder and minilm components, on each
+# back-end in BACKENDS (default "tract ort").
 #
 #   NBOOST=target/release/nboost bash bench/batching.sh
 set -euo pipefail

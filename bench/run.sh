@@ -12,8 +12,9 @@
 #
 # A back-end that cannot run a graph (the int8 graph uses ONNX Runtime's
 # com.microsoft ops) is reported with its error instead of a figure.
-# Prints one JSON line per system, then each one's ratio to native fp32 ONNX
-# Runtime (the mean of its runs at the start and at the end). Run through
+# Prints one JSON line per system and round, then each one's ratio to native
+# fp32 ONNX Runtime: the median over ROUNDS (default 3) rounds of its ratio to
+# that round's own native run. Run through
 # `./just bench` (sets library paths, builds release);
 # NBOOST=path/to/nboost bash bench/run.sh runs an existing binary.
 # BACKENDS (default "ort tract openvino") and COMPONENTS (default
@@ -22,6 +23,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 threads=${THREADS:-2}
 iters=${ITERS:-7}
+rounds=${ROUNDS:-3}
 nboost=${NBOOST:-target/release/nboost}
 backends=${BACKENDS:-ort tract openvino}
 components=${COMPONENTS:-minilm minilm-int8}
@@ -34,27 +36,36 @@ mkdir -p $out
 rm -f $out/*.json
 
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
-.venv/bin/python bench/native_ort.py --threads "$threads" --iters "$iters" --label native-fp32 \
-  | tail -n1 | tee $out/native-fp32.json
-if [ -f $int8_dir/model.onnx ]; then
-  .venv/bin/python bench/native_ort.py --threads "$threads" --iters "$iters" --label native-int8 \
-    --model $int8_dir/model.onnx | tail -n1 | tee $out/native-int8.json
-fi
+# ROUNDS rounds, each measuring every system once, native fp32 first: on a
+# shared 2-core machine the speed of the whole machine drifts by 10-20 %
+# over minutes, so each round's ratios are taken against that round's own
+# baseline and the report gives their median (and range) over the rounds.
+systems=()
 for backend in $backends; do
-  for comp in $components; do
-    if ! "$nboost" --backend $backend --threads "$threads" bench -c $comp --iters "$iters" \
-        > $out/$backend-$comp.json 2> $out/$backend-$comp.err; then
+  for comp in $components; do systems+=("$backend:$comp"); done
+done
+for round in $(seq 1 "$rounds"); do
+  echo "round $round of $rounds"
+  .venv/bin/python bench/native_ort.py --threads "$threads" --iters "$iters" --label native-fp32 \
+    | tail -n1 | tee $out/r$round-native-fp32.json
+  if [ -f $int8_dir/model.onnx ]; then
+    .venv/bin/python bench/native_ort.py --threads "$threads" --iters "$iters" --label native-int8 \
+      --model $int8_dir/model.onnx | tail -n1 | tee $out/r$round-native-int8.json
+  fi
+  for sys in "${systems[@]}"; do
+    backend=${sys%%:*} comp=${sys#*:}
+    # A system that failed once (a graph its back-end cannot run) is not retried.
+    if grep -q '"error"' $out/$backend-$comp.json 2>/dev/null; then continue; fi
+    if "$nboost" --backend $backend --threads "$threads" bench -c $comp --iters "$iters" \
+        > $out/r$round-$backend-$comp.json 2> $out/$backend-$comp.err; then
+      cp $out/r$round-$backend-$comp.json $out/$backend-$comp.json
+    else
       .venv/bin/python -c 'import json,sys; print(json.dumps({"backend": sys.argv[1], "component": sys.argv[2], "error": open(sys.argv[3]).read().strip()}))' \
         $backend $comp $out/$backend-$comp.err > $out/$backend-$comp.json
     fi
     cat $out/$backend-$comp.json
   done
 done
-# The baseline again, after the rest: on a shared 2-core machine one
-# measurement can be 10-15 % off, so ratios are taken against the mean of
-# the two (both printed).
-.venv/bin/python bench/native_ort.py --threads "$threads" --iters "$iters" --label native-fp32 \
-  | tail -n1 | tee $out/native-fp32-end.json
 # Cold start: a new process, the cached compiled component, the graph loaded
 # from scratch, one query x one passage answered; median of 5 runs.
 .venv/bin/python - "$nboost" "$out" "$backends" "$components" <<'PY'
@@ -73,17 +84,24 @@ for b in backends:
             walls.append((time.perf_counter() - t) * 1e3)
         (out / f"cold-{b}-{comp}.json").write_text(json.dumps({"median_ms": statistics.median(walls)}))
 PY
-.venv/bin/python - "$out" "$backends" "$components" <<'PY'
-import json, os, sys, pathlib
+.venv/bin/python - "$out" "$backends" "$components" "$rounds" <<'PY'
+import json, os, statistics, sys, pathlib
 out, backends, components = pathlib.Path(sys.argv[1]), sys.argv[2].split(), sys.argv[3].split()
-first = json.loads((out / "native-fp32.json").read_text())["passages_per_s"]
-last = json.loads((out / "native-fp32-end.json").read_text())["passages_per_s"]
-native = (first + last) / 2
-print(f"native ONNX Runtime fp32: {native:.1f} passages/s (mean of {first:.1f} at the start and "
-      f"{last:.1f} at the end) = 1.000 x native fp32")
-if (out / "native-int8.json").exists():
-    n8 = json.loads((out / "native-int8.json").read_text())["passages_per_s"]
-    print(f"native ONNX Runtime int8: {n8:.1f} passages/s = {n8 / native:.3f} x native fp32")
+rounds = range(1, int(sys.argv[4]) + 1)
+def pps(name, r):
+    f = out / f"r{r}-{name}.json"
+    return json.loads(f.read_text())["passages_per_s"] if f.exists() else None
+base = {r: pps("native-fp32", r) for r in rounds}
+def line(label, name, extra=""):
+    per = [(pps(name, r), base[r]) for r in rounds if pps(name, r) is not None]
+    speeds = [p for p, _ in per]
+    ratios = [p / b for p, b in per]
+    print(f"{label}: {statistics.median(speeds):.1f} passages/s = {statistics.median(ratios):.3f} x native fp32 "
+          f"(rounds {min(ratios):.3f}-{max(ratios):.3f}){extra}")
+print(f"native ONNX Runtime fp32: {statistics.median(base.values()):.1f} passages/s (rounds: "
+      f"{', '.join(f'{b:.1f}' for b in base.values())}) = 1.000 x native fp32")
+if (out / "r1-native-int8.json").exists():
+    line("native ONNX Runtime int8", "native-int8")
 for b in backends:
     for comp in components:
         r = json.loads((out / f"{b}-{comp}.json").read_text())
@@ -94,8 +112,7 @@ for b in backends:
             print(f"{name}: {(pick or lines)[0]}")
             continue
         cold = json.loads((out / f"cold-{b}-{comp}.json").read_text())["median_ms"]
-        print(f"{name}: {r['passages_per_s']:.1f} passages/s = {r['passages_per_s'] / native:.3f} x "
-              f"native fp32; cold start to first answer (new process, 1 passage) {cold:.0f} ms")
+        line(name, f"{b}-{comp}", f"; cold start to first answer (new process, 1 passage) {cold:.0f} ms")
 if (out / "cold-ort-lexical.json").exists():
     cold = json.loads((out / "cold-ort-lexical.json").read_text())["median_ms"]
     print(f"nboost lexical: cold start to first answer (new process, 1 passage) {cold:.0f} ms")

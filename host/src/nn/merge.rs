@@ -263,6 +263,7 @@ impl Merger {
                                 )),
                             );
                         }
+                        st.done.remove(&id);
                         drop(st);
                         resume_unwind(panic);
                     }
