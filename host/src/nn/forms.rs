@@ -16,6 +16,12 @@
 //! by its path, size and modification time: a graph file replaced in place
 //! gets a new key. A form that fails to load is reported and the ONNX
 //! file is loaded instead.
+//!
+//! Forms are not forgotten by name: a graph file replaced in place, a new
+//! back-end version or a renamed form (`ort-…-noskipln-…`) leaves the old
+//! ones unreachable. So each load from the cache marks its form used (its
+//! modification time), and each new form written prunes the forms of the
+//! cache that no load has used for [`FORM_MAX_AGE`] ([`prune`]).
 
 use std::path::{Path, PathBuf};
 
@@ -46,6 +52,52 @@ pub fn cached_path(dir: &Path, form: &str, spec: &GraphSpec) -> Option<PathBuf> 
         }
     };
     Some(dir.join(form).join(format!("{key}.form")))
+}
+
+/// A cached form no load has used for this long is removed when another
+/// form is written.
+pub const FORM_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(30 * 24 * 3600);
+
+/// Remove the `*.form` files in the form directories of the cache `dir`
+/// last used (modified) before `now - max_age`, and form directories left
+/// empty; `keep` is never removed. Best effort: what cannot be read or
+/// removed stays. The number of forms removed.
+pub fn prune(dir: &Path, keep: &Path, max_age: std::time::Duration) -> usize {
+    let Some(cutoff) = std::time::SystemTime::now().checked_sub(max_age) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for form_dir in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let form_dir = form_dir.path();
+        if !form_dir.is_dir() {
+            continue;
+        }
+        for entry in std::fs::read_dir(&form_dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            let stale = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t < cutoff);
+            if stale
+                && path != keep
+                && path.extension().is_some_and(|e| e == "form")
+                && std::fs::remove_file(&path).is_ok()
+            {
+                removed += 1;
+                tracing::info!(target: "nboost::nn", path = %path.display(), "removed a prepared graph form unused for 30 days");
+            }
+        }
+        // Only succeeds when empty.
+        let _ = std::fs::remove_dir(&form_dir);
+    }
+    removed
+}
+
+/// Mark a cached form used now (best effort), so [`prune`] keeps it.
+fn touch(path: &Path) {
+    if let Ok(f) = std::fs::File::options().append(true).open(path) {
+        let _ = f.set_modified(std::time::SystemTime::now());
+    }
 }
 
 /// Write a form through `write` (given a file path) into `path`
@@ -120,6 +172,9 @@ impl NnHost {
             let started = std::time::Instant::now();
             match loader.load_prepared(name, path) {
                 Ok((graph, signature)) => {
+                    if Some(path) == cached.as_ref() {
+                        touch(path);
+                    }
                     tracing::info!(
                         target: "nboost::nn",
                         graph = name,
@@ -160,13 +215,18 @@ impl NnHost {
         if let Some(path) = cached {
             let started = std::time::Instant::now();
             match write_atomic(&path, |f| loader.write_prepared(&bytes, f)) {
-                Ok(()) => tracing::info!(
-                    target: "nboost::nn",
-                    graph = name,
-                    path = %path.display(),
-                    ms = started.elapsed().as_millis() as u64,
-                    "prepared graph form cached"
-                ),
+                Ok(()) => {
+                    tracing::info!(
+                        target: "nboost::nn",
+                        graph = name,
+                        path = %path.display(),
+                        ms = started.elapsed().as_millis() as u64,
+                        "prepared graph form cached"
+                    );
+                    if let Some(dir) = self.options.graph_cache.as_deref() {
+                        prune(dir, &path, FORM_MAX_AGE);
+                    }
+                }
                 Err(e) => tracing::warn!(
                     target: "nboost::nn",
                     graph = name,
@@ -197,5 +257,55 @@ impl NnHost {
         write_atomic(out, |f| loader.write_prepared(&bytes, f))
             .map_err(|e| RerankError::Backend(format!("graph `{}`: {e}", spec.name)))?;
         Ok(form)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, SystemTime};
+
+    fn form(dir: &Path, form: &str, key: &str, age_days: u64) -> PathBuf {
+        let path = dir.join(form).join(format!("{key}.form"));
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, b"form").unwrap();
+        let f = std::fs::File::options().append(true).open(&path).unwrap();
+        f.set_modified(SystemTime::now() - Duration::from_secs(age_days * 24 * 3600))
+            .unwrap();
+        path
+    }
+
+    #[test]
+    fn forms_unused_for_the_max_age_are_pruned_and_the_rest_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let old_name = form(dir.path(), "ort-1.32-cpu-level3-mapped", "a", 40);
+        let fresh = form(dir.path(), "ort-1.32-cpu-level3-noskipln-mapped", "a", 0);
+        let old_key = form(dir.path(), "ort-1.32-cpu-level3-noskipln-mapped", "b", 31);
+        let recent = form(dir.path(), "tract-0.23-nnef-1", "a", 29);
+        let kept_anyway = form(dir.path(), "tract-0.23-nnef-1", "c", 90);
+        std::fs::write(dir.path().join("tract-0.23-nnef-1").join("notes.txt"), "x").unwrap();
+        assert_eq!(prune(dir.path(), &kept_anyway, FORM_MAX_AGE), 2);
+        assert!(!old_name.exists() && !old_key.exists());
+        assert!(
+            !old_name.parent().unwrap().exists(),
+            "an emptied form directory goes"
+        );
+        assert!(fresh.exists() && recent.exists() && kept_anyway.exists());
+        assert!(
+            dir.path().join("tract-0.23-nnef-1/notes.txt").exists(),
+            "only forms are removed"
+        );
+    }
+
+    #[test]
+    fn a_load_marks_its_form_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = form(dir.path(), "tract-0.23-nnef-1", "a", 60);
+        touch(&path);
+        assert_eq!(
+            prune(dir.path(), Path::new("/nonexistent"), FORM_MAX_AGE),
+            0
+        );
+        assert!(path.exists());
     }
 }
