@@ -3,7 +3,10 @@
 //! instance's memory budget), the split of a large batch into chunks along
 //! its batch axis with a deadline check before each, and each graph's
 //! measured cost per element that predicts whether a chunk fits in the time
-//! left. The adapter (`nn::adapter`) calls [`run`] with the guest's tensors.
+//! left. A compute no larger than one chunk goes through the graph's merger
+//! when merging is on (`nn::merge`), which may run it in one batch with
+//! other callers' computes. The adapter (`nn::adapter`) calls [`run`] with
+//! the guest's tensors.
 
 use std::time::{Duration, Instant};
 
