@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Does merging concurrent computes (on by default; `--no-merge-computes`) raise a server's
+# Does merging concurrent computes (`--merge-computes off|on`) raise a server's
 # throughput? One run, same machine: bench/serve.sh without and with it, for
 # each component in COMPONENTS (default "cross-encoder minilm"), requests of
 # DOCS passages (default 1: the case where a back-end call's fixed cost
@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 export COMPONENTS=${COMPONENTS:-"cross-encoder minilm"} DOCS=${DOCS:-1} CLIENTS=${CLIENTS:-"1 8 32"}
 export BACKEND=${BACKEND:-ort} THREADS=${THREADS:-2} DURATION=${DURATION:-10}
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
-for merge in 0 1; do
+for merge in off on; do
   MERGE=$merge bash bench/serve.sh
 done
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -14,8 +14,9 @@
 # Load generator: `oha` if installed (cargo install oha), else `wrk`
 # (apt-get install wrk). The server runs WORKERS calls at once (default: the
 # server's own) with THREADS inference threads each (default 1); the rest queue.
-# MERGE=0 starts it with --no-merge-computes (by default concurrent computes
-# of one graph merge into one back-end call).
+# MERGE=off|on|auto is passed as --merge-computes (default auto: concurrent
+# computes of one graph merge into one back-end call on ONNX Runtime and
+# OpenVINO, not on tract).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,7 +28,7 @@ components=${COMPONENTS:-"lexical minilm"}
 threads=${THREADS:-1}
 workers=${WORKERS:-}
 backend=${BACKEND:-tract}
-merge=${MERGE:-1}
+merge=${MERGE:-auto}
 
 if command -v oha >/dev/null; then tool=oha
 elif command -v wrk >/dev/null; then tool=wrk
@@ -45,7 +46,7 @@ trap cleanup EXIT
 key=$("$nboost" tenants add bench --data-dir "$tmp/data" --max-concurrent 4096)
 "$nboost" --backend "$backend" --threads "$threads" serve --listen 127.0.0.1:0 \
   --data-dir "$tmp/data" ${workers:+--workers "$workers"} --max-concurrent-requests 4096 \
-  $([ "$merge" = 0 ] && echo --no-merge-computes) \
+  --merge-computes "$merge" \
   >"$tmp/out" 2>"$tmp/log" &
 pid=$!
 for _ in $(seq 1 300); do
@@ -57,7 +58,7 @@ base=$(sed -n 's/^listening on //p' "$tmp/out")
 [ -n "$base" ] || { echo "the server did not start" >&2; cat "$tmp/log" >&2; exit 1; }
 
 machine="$(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -n1)"
-echo "{\"machine\": \"$machine\", \"tool\": \"$tool\", \"server\": \"$base\", \"workers\": \"${workers:-default}\", \"threads\": $threads, \"backend\": \"$backend\", \"merge\": $([ "$merge" = 0 ] && echo false || echo true), \"docs\": $docs, \"duration_s\": $duration}"
+echo "{\"machine\": \"$machine\", \"tool\": \"$tool\", \"server\": \"$base\", \"workers\": \"${workers:-default}\", \"threads\": $threads, \"backend\": \"$backend\", \"merge\": \"$merge\", \"docs\": $docs, \"duration_s\": $duration}"
 
 failed=0
 for component in $components; do

@@ -1,6 +1,7 @@
-//! Merged computes (on by default; `--no-merge-computes` turns them off): concurrent small requests for the same graph merge
+//! `--merge-computes`: concurrent small requests for the same graph merge
 //! into one back-end call (padded to one length, cut back after), and each
-//! request still gets exactly its own scores. The real server, the real
+//! request still gets exactly its own scores. These tests run tract, where
+//! the default (`auto`) is off, so they turn it `on`. The real server, the real
 //! components: the tiny cross-encoder (logits `[batch, 1]`) and MiniLM
 //! (hidden states `[batch, seq, 384]`, which are cut back per request).
 //! Whether two requests overlap is up to the scheduler, so bursts repeat
@@ -38,7 +39,17 @@ fn merged_computes_give_each_request_its_own_scores() {
         "acme",
         &["--max-concurrent", "64"],
     );
-    let s = Server::start(dir.path(), &["--workers", "8", "--workers-per-tenant", "8"]);
+    let s = Server::start(
+        dir.path(),
+        &[
+            "--merge-computes",
+            "on",
+            "--workers",
+            "8",
+            "--workers-per-tenant",
+            "8",
+        ],
+    );
     for model in ["cross-encoder", "minilm"] {
         // One at a time: nothing to merge with, each runs alone.
         let alone: Vec<f64> = DOCS.iter().map(|d| score(&s, &key, model, d)).collect();
@@ -73,33 +84,42 @@ fn merged_computes_give_each_request_its_own_scores() {
 }
 
 #[test]
-fn no_merge_computes_runs_every_compute_alone() {
-    let dir = tempfile::tempdir().unwrap();
-    let key = add_tenant(
-        &dir.path().join("data"),
-        "acme",
-        &["--max-concurrent", "64"],
-    );
-    let s = Server::start(
-        dir.path(),
-        &[
-            "--no-merge-computes",
-            "--workers",
-            "8",
-            "--workers-per-tenant",
-            "8",
-        ],
-    );
-    for _ in 0..10 {
-        std::thread::scope(|sc| {
-            for d in DOCS {
-                sc.spawn(|| score(&s, &key, "cross-encoder", d));
-            }
-        });
+fn merging_off_and_auto_on_tract_run_every_compute_alone() {
+    // `auto` (the default) is off on tract, the back-end these tests run.
+    for merge in ["off", "auto"] {
+        let dir = tempfile::tempdir().unwrap();
+        let key = add_tenant(
+            &dir.path().join("data"),
+            "acme",
+            &["--max-concurrent", "64"],
+        );
+        let s = Server::start(
+            dir.path(),
+            &[
+                "--merge-computes",
+                merge,
+                "--workers",
+                "8",
+                "--workers-per-tenant",
+                "8",
+            ],
+        );
+        for _ in 0..10 {
+            std::thread::scope(|sc| {
+                for d in DOCS {
+                    sc.spawn(|| score(&s, &key, "cross-encoder", d));
+                }
+            });
+        }
+        assert_eq!(
+            s.metric(&key, "nboost_nn_merged_computes_total"),
+            0.0,
+            "{merge}"
+        );
+        assert_eq!(
+            s.metric(&key, "nboost_rerank_requests_total{api=\"cohere\"}"),
+            80.0,
+            "{merge}"
+        );
     }
-    assert_eq!(s.metric(&key, "nboost_nn_merged_computes_total"), 0.0);
-    assert_eq!(
-        s.metric(&key, "nboost_rerank_requests_total{api=\"cohere\"}"),
-        80.0
-    );
 }

@@ -42,6 +42,19 @@ impl From<BackendArg> for BackendKind {
     }
 }
 
+/// `--merge-computes`: whether concurrent small computes of one graph merge
+/// into one back-end call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum MergeArg {
+    /// On for ONNX Runtime and OpenVINO, off for tract (where it measured
+    /// no gain: tract's cost per row does not fall with the batch).
+    Auto,
+    /// Always.
+    On,
+    /// Never.
+    Off,
+}
+
 /// `--target`: the clap face of [`Target`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum TargetArg {
@@ -106,11 +119,16 @@ pub struct GlobalArgs {
     /// Threads one inference may use (default: all cores).
     #[arg(long, global = true, env = "NBOOST_THREADS")]
     threads: Option<usize>,
-    /// Do not merge concurrent small computes of the same graph into one
-    /// back-end call (merging is on by default: it raised a server's
-    /// throughput under concurrent requests; see README "Merging").
-    #[arg(long = "no-merge-computes", global = true, action = clap::ArgAction::SetFalse)]
-    merge_computes: bool,
+    /// Merge concurrent small computes of the same graph into one back-end
+    /// call (see README "Merging concurrent requests").
+    #[arg(
+        long,
+        global = true,
+        env = "NBOOST_MERGE_COMPUTES",
+        value_enum,
+        default_value = "auto"
+    )]
+    merge_computes: MergeArg,
     /// Path of libonnxruntime.so for `--backend ort`.
     #[arg(long, global = true, env = "ORT_DYLIB_PATH")]
     ort_library: Option<PathBuf>,
@@ -291,7 +309,11 @@ impl GlobalArgs {
             target: self.target.into(),
             ort_library: self.ort_library.clone(),
             openvino_library: self.openvino_library.clone(),
-            merge_computes: self.merge_computes,
+            merge_computes: match self.merge_computes {
+                MergeArg::On => true,
+                MergeArg::Off => false,
+                MergeArg::Auto => !matches!(self.backend, BackendArg::Tract),
+            },
             ..NnOptions::default()
         };
         if let Some(t) = self.threads {

@@ -90,7 +90,8 @@ pub struct NnOptions {
     /// Where prepared graph forms are cached ([`forms`]); none: not cached.
     pub graph_cache: Option<PathBuf>,
     /// Merge concurrent small computes of the same graph into one back-end
-    /// call ([`merge`]); on by default.
+    /// call ([`merge`]); on by default here (the CLI's `--merge-computes
+    /// auto` turns it off for tract, where it measured no gain).
     pub merge_computes: bool,
 }
 
@@ -359,11 +360,15 @@ impl NnHost {
     fn graph_meta(&self, signature: GraphSignature) -> GraphMeta {
         let merger = self.options.merge_computes.then(|| {
             let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-            merge::Merger::for_graph(
-                &signature,
-                cores / self.options.threads.max(1),
-                self.merge_stats.clone(),
-            )
+            // ONNX Runtime and OpenVINO run every call on `threads` threads;
+            // tract splits a call's rows over them, so a one-row call uses
+            // one core and a runner per core keeps the cores busy (with one
+            // runner, tract's cross-encoder under 8 clients fell to 0.64x).
+            let runners = match self.options.backend {
+                BackendKind::Tract => cores,
+                _ => cores / self.options.threads.max(1),
+            };
+            merge::Merger::for_graph(&signature, runners, self.merge_stats.clone())
         });
         GraphMeta::new(signature).with_merger(merger.flatten())
     }
