@@ -31,25 +31,28 @@ fn score(s: &Server, key: &str, model: &str, doc: &str) -> f64 {
     v["results"][0]["relevance_score"].as_f64().unwrap()
 }
 
-#[test]
-fn merged_computes_give_each_request_its_own_scores() {
-    let dir = tempfile::tempdir().unwrap();
-    let key = add_tenant(
-        &dir.path().join("data"),
-        "acme",
-        &["--max-concurrent", "64"],
-    );
+/// A server with `--merge-computes merge` and enough workers for eight
+/// requests at once, and a tenant's key.
+fn start(dir: &std::path::Path, merge: &str) -> (Server, String) {
+    let key = add_tenant(&dir.join("data"), "acme", &["--max-concurrent", "64"]);
     let s = Server::start(
-        dir.path(),
+        dir,
         &[
             "--merge-computes",
-            "on",
+            merge,
             "--workers",
             "8",
             "--workers-per-tenant",
             "8",
         ],
     );
+    (s, key)
+}
+
+#[test]
+fn merged_computes_give_each_request_its_own_scores() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, key) = start(dir.path(), "on");
     for model in ["cross-encoder", "minilm"] {
         // One at a time: nothing to merge with, each runs alone.
         let alone: Vec<f64> = DOCS.iter().map(|d| score(&s, &key, model, d)).collect();
@@ -88,22 +91,7 @@ fn merging_off_and_auto_on_tract_run_every_compute_alone() {
     // `auto` (the default) is off on tract, the back-end these tests run.
     for merge in ["off", "auto"] {
         let dir = tempfile::tempdir().unwrap();
-        let key = add_tenant(
-            &dir.path().join("data"),
-            "acme",
-            &["--max-concurrent", "64"],
-        );
-        let s = Server::start(
-            dir.path(),
-            &[
-                "--merge-computes",
-                merge,
-                "--workers",
-                "8",
-                "--workers-per-tenant",
-                "8",
-            ],
-        );
+        let (s, key) = start(dir.path(), merge);
         for _ in 0..10 {
             std::thread::scope(|sc| {
                 for d in DOCS {

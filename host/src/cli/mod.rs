@@ -310,9 +310,9 @@ impl GlobalArgs {
             ort_library: self.ort_library.clone(),
             openvino_library: self.openvino_library.clone(),
             merge_computes: match self.merge_computes {
-                MergeArg::On => true,
-                MergeArg::Off => false,
-                MergeArg::Auto => !matches!(self.backend, BackendArg::Tract),
+                MergeArg::On => Some(true),
+                MergeArg::Off => Some(false),
+                MergeArg::Auto => None,
             },
             ..NnOptions::default()
         };

@@ -126,11 +126,11 @@ pub(super) fn run(
         meta.observe(n, began.elapsed());
         Ok(out)
     };
-    if let Some(merger) = meta
+    let merger = meta
         .merger
         .as_ref()
-        .filter(|_| largest <= limits.chunk_elements)
-    {
+        .filter(|_| largest <= limits.chunk_elements);
+    let outputs = if let Some(merger) = merger {
         check_time(largest)?;
         let mut one = |part: Vec<BackendTensor>, n: u64| {
             compute(part, n).map_err(|f| match f {
@@ -138,7 +138,7 @@ pub(super) fn run(
                 Failure::Trap(e) => (ErrorCode::RuntimeError, format!("{e:#}")),
             })
         };
-        let outputs = match merger.submit(inputs, limits.chunk_elements, deadline, &mut one) {
+        match merger.submit(inputs, limits.chunk_elements, deadline, &mut one) {
             Ok(Ok(outputs)) => outputs,
             Ok(Err((code, m))) => return Err(Failure::Guest(code, m)),
             Err(Left::Deadline) => {
@@ -148,15 +148,8 @@ pub(super) fn run(
                         .into(),
                 ))
             }
-        };
-        check_tensors(
-            outputs.iter().map(|t| (t.name.as_str(), &t.tensor)),
-            limits.max_tensor_bytes,
-        )
-        .map_err(from_backend_error)?;
-        return Ok(outputs);
-    }
-    let outputs = if chunk_rows >= rows {
+        }
+    } else if chunk_rows >= rows {
         check_time(largest)?;
         compute(inputs, largest)?
     } else {
@@ -281,10 +274,7 @@ pub struct GraphMeta {
 impl GraphMeta {
     /// Metadata of a graph with this signature.
     pub fn new(signature: super::GraphSignature) -> Self {
-        let free_batch = |s: &super::TensorSpec| s.dims.first().is_some_and(|d| d.is_none());
-        let splittable = !signature.inputs.is_empty()
-            && signature.inputs.iter().all(free_batch)
-            && signature.outputs.iter().all(free_batch);
+        let splittable = signature.free_batch();
         Self {
             signature,
             splittable,
@@ -329,6 +319,18 @@ impl GraphMeta {
 }
 
 impl super::GraphSignature {
+    /// Every input and output has a free first (batch) axis, and there is an
+    /// input: the graph's rows are computed independently, so its batches
+    /// can be split ([`run`]'s chunks) and joined (`nn::merge`).
+    pub fn free_batch(&self) -> bool {
+        !self.inputs.is_empty()
+            && self
+                .inputs
+                .iter()
+                .chain(&self.outputs)
+                .all(|s| s.dims.first().is_some_and(|d| d.is_none()))
+    }
+
     /// See [`estimate_output_bytes`].
     pub fn estimate_output_bytes(&self, given: &[BackendTensor]) -> u64 {
         estimate_output_bytes(&self.outputs, &self.inputs, given)

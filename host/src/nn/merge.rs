@@ -149,17 +149,11 @@ impl Merger {
         runners: usize,
         stats: std::sync::Arc<MergeStats>,
     ) -> Option<Self> {
-        let free =
-            |s: &super::TensorSpec, axis: usize| s.dims.get(axis).is_some_and(|d| d.is_none());
-        let splittable = !signature.inputs.is_empty()
-            && signature
-                .inputs
-                .iter()
-                .chain(&signature.outputs)
-                .all(|s| free(s, 0));
-        if !splittable {
+        if !signature.free_batch() {
             return None;
         }
+        let free =
+            |s: &super::TensorSpec, axis: usize| s.dims.get(axis).is_some_and(|d| d.is_none());
         let pad = signature
             .inputs
             .iter()

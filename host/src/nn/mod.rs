@@ -90,9 +90,9 @@ pub struct NnOptions {
     /// Where prepared graph forms are cached ([`forms`]); none: not cached.
     pub graph_cache: Option<PathBuf>,
     /// Merge concurrent small computes of the same graph into one back-end
-    /// call ([`merge`]); on by default here (the CLI's `--merge-computes
-    /// auto` turns it off for tract, where it measured no gain).
-    pub merge_computes: bool,
+    /// call ([`merge`]); `None`: the back-end's default
+    /// ([`GraphLoader::merges_by_default`]).
+    pub merge_computes: Option<bool>,
 }
 
 impl Default for NnOptions {
@@ -104,7 +104,7 @@ impl Default for NnOptions {
             ort_library: None,
             openvino_library: None,
             graph_cache: None,
-            merge_computes: true,
+            merge_computes: None,
         }
     }
 }
@@ -324,6 +324,19 @@ pub trait GraphLoader: Send + Sync {
     fn load_prepared(&self, _name: &str, _path: &Path) -> Result<(Graph, GraphSignature), String> {
         Err("this back-end has no prepared graph form".into())
     }
+
+    /// Whether merging concurrent computes ([`merge`]) is on unless the
+    /// options say otherwise: where it measured a gain.
+    fn merges_by_default(&self) -> bool {
+        true
+    }
+
+    /// Merged calls of one graph that may run at once on `cores` cores: a
+    /// back-end that runs every call on `threads` threads fits `cores /
+    /// threads`.
+    fn concurrent_calls(&self, cores: usize, threads: usize) -> usize {
+        cores / threads.max(1)
+    }
 }
 
 /// The process-wide store of named graphs: declared up front, loaded on
@@ -358,19 +371,17 @@ impl NnHost {
     /// host: with a [`merge::Merger`] when merging is on and the graph
     /// allows it (as many merged calls at once as inferences fit the cores).
     fn graph_meta(&self, signature: GraphSignature) -> GraphMeta {
-        let merger = self.options.merge_computes.then(|| {
+        let merger = self.loader().ok().and_then(|loader| {
+            let on = self
+                .options
+                .merge_computes
+                .unwrap_or_else(|| loader.merges_by_default());
             let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-            // ONNX Runtime and OpenVINO run every call on `threads` threads;
-            // tract splits a call's rows over them, so a one-row call uses
-            // one core and a runner per core keeps the cores busy (with one
-            // runner, tract's cross-encoder under 8 clients fell to 0.64x).
-            let runners = match self.options.backend {
-                BackendKind::Tract => cores,
-                _ => cores / self.options.threads.max(1),
-            };
-            merge::Merger::for_graph(&signature, runners, self.merge_stats.clone())
+            let runners = loader.concurrent_calls(cores, self.options.threads);
+            on.then(|| merge::Merger::for_graph(&signature, runners, self.merge_stats.clone()))
+                .flatten()
         });
-        GraphMeta::new(signature).with_merger(merger.flatten())
+        GraphMeta::new(signature).with_merger(merger)
     }
 
     /// The options this host was built with.

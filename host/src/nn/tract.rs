@@ -94,6 +94,18 @@ impl TractLoader {
 }
 
 impl GraphLoader for TractLoader {
+    /// Off: merging measured 0.64-0.99x on tract (its cost per row does not
+    /// fall with the batch; README "Merging concurrent requests").
+    fn merges_by_default(&self) -> bool {
+        false
+    }
+
+    /// tract splits a call's rows over its threads, so a one-row call uses
+    /// one core: a merged call per core keeps the cores busy.
+    fn concurrent_calls(&self, cores: usize, _threads: usize) -> usize {
+        cores
+    }
+
     fn load(&self, name: &str, bytes: &[u8]) -> Result<(Graph, GraphSignature), String> {
         let started = std::time::Instant::now();
         let typed = read_onnx(bytes)?;
