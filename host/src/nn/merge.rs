@@ -143,7 +143,7 @@ impl Pending {
 impl Merger {
     /// The merger of a graph with `signature`, if its computes may merge:
     /// every input and output has a free batch axis. `runners` merged calls
-    /// may run at once (cores / threads per inference).
+    /// may run at once ([`super::GraphLoader::concurrent_calls`]).
     pub fn for_graph(
         signature: &GraphSignature,
         runners: usize,

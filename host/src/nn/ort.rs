@@ -11,6 +11,9 @@
 //! `int64`) and serialises every request on one `Mutex<Session>`. Here, a
 //! graph owns a small pool of sessions: a request takes a free one or, while
 //! under the cap, builds another, so concurrent requests run concurrently.
+//! When one call's threads fill the cores (the default), concurrent calls
+//! instead run on single-threaded sessions side by side ([`Lanes`]): a lone
+//! request still gets every core, a busy graph no barrier waits.
 
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
@@ -25,7 +28,7 @@ use wasmtime_wasi_nn::backend::{BackendError, NamedTensor};
 use wasmtime_wasi_nn::wit::TensorType;
 use wasmtime_wasi_nn::{Graph, Tensor as NnTensor};
 
-use super::backend::{library_file, runner_graph, Pool, Runner};
+use super::backend::{library_file, runner_graph, Lane, Lanes, Pool, Runner};
 
 use super::{
     backend_failure, bytes_to_f32, bytes_to_i64, f32_tensor, i64_tensor, invalid, GraphLoader,
@@ -134,15 +137,19 @@ impl OrtLoader {
 
     /// A session of `source` (ONNX bytes are optimised at level 3; a
     /// prepared form already is).
-    fn session(&self, source: &Source) -> Result<Session, String> {
+    fn session(&self, source: &Source, threads: usize) -> Result<Session, String> {
         match source {
-            Source::Bytes(bytes) => self.builder(true)?.commit_from_memory(bytes),
-            Source::Prepared(path) => self.builder(false)?.commit_from_file(path),
+            Source::Bytes(bytes) => self.builder(true, threads)?.commit_from_memory(bytes),
+            Source::Prepared(path) => self.builder(false, threads)?.commit_from_file(path),
         }
         .map_err(|e| e.to_string())
     }
 
-    fn builder(&self, optimise: bool) -> Result<ort::session::builder::SessionBuilder, String> {
+    fn builder(
+        &self,
+        optimise: bool,
+        threads: usize,
+    ) -> Result<ort::session::builder::SessionBuilder, String> {
         let level = if optimise {
             GraphOptimizationLevel::Level3
         } else {
@@ -150,7 +157,7 @@ impl OrtLoader {
         };
         let mut builder = Session::builder()
             .and_then(|b| b.with_optimization_level(level))
-            .and_then(|b| b.with_intra_threads(self.threads))
+            .and_then(|b| b.with_intra_threads(threads))
             .and_then(|b| b.with_inter_threads(1))
             .map_err(|e| e.to_string())?;
         if self.target == Target::Cpu {
@@ -168,9 +175,19 @@ impl OrtLoader {
         Ok(builder)
     }
 
+    /// Narrow lanes ([`Lanes`]) for a graph: on the CPU, when one call's
+    /// threads fill the cores, one single-threaded session per core (at
+    /// most [`MAX_SESSIONS_PER_GRAPH`]); otherwise none, and concurrent
+    /// calls each take a session of `threads` threads.
+    fn narrow_lanes(&self) -> Option<usize> {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        (self.target == Target::Cpu && self.threads > 1 && self.threads >= cores)
+            .then(|| cores.min(MAX_SESSIONS_PER_GRAPH))
+    }
+
     /// The graph of `source`, with its first session.
     fn graph(&self, source: Source) -> Result<(Graph, GraphSignature), String> {
-        let first = self.session(&source)?;
+        let first = self.session(&source, self.threads)?;
         let signature = GraphSignature {
             inputs: first
                 .inputs
@@ -183,12 +200,22 @@ impl OrtLoader {
                 .map(|o| spec(&o.name, &o.output_type))
                 .collect::<Result<_, _>>()?,
         };
-        let loader = self.clone();
+        let source = Arc::new(source);
+        let make = |threads: usize| {
+            let (loader, source) = (self.clone(), source.clone());
+            move || loader.session(&source, threads)
+        };
+        let sessions = match self.narrow_lanes() {
+            Some(narrow) => Sessions::Lanes {
+                lanes: Lanes::new(narrow),
+                wide: Pool::new(first, 1, make(self.threads)),
+                narrow: Pool::empty(narrow, make(1)),
+            },
+            None => Sessions::Shared(Pool::new(first, MAX_SESSIONS_PER_GRAPH, make(self.threads))),
+        };
         let runner = Arc::new(OrtRunner {
             signature: signature.clone(),
-            sessions: Pool::new(first, MAX_SESSIONS_PER_GRAPH, move || {
-                loader.session(&source)
-            }),
+            sessions,
         });
         let graph = runner_graph(runner, signature.clone());
         Ok((graph, signature))
@@ -220,6 +247,11 @@ fn spec(name: &str, vt: &ValueType) -> Result<TensorSpec, String> {
 }
 
 impl GraphLoader for OrtLoader {
+    fn concurrent_calls(&self, cores: usize, threads: usize) -> usize {
+        self.narrow_lanes()
+            .unwrap_or_else(|| cores / threads.max(1))
+    }
+
     fn load(&self, _name: &str, bytes: &[u8]) -> Result<(Graph, GraphSignature), String> {
         self.graph(Source::Bytes(bytes.to_vec()))
     }
@@ -231,7 +263,7 @@ impl GraphLoader for OrtLoader {
     }
 
     fn write_prepared(&self, bytes: &[u8], out: &Path) -> Result<(), String> {
-        super::ort_form::write(self.builder(true)?, bytes, out)
+        super::ort_form::write(self.builder(true, self.threads)?, bytes, out)
     }
 
     fn load_prepared(&self, _name: &str, path: &Path) -> Result<(Graph, GraphSignature), String> {
@@ -242,7 +274,20 @@ impl GraphLoader for OrtLoader {
 /// A graph's sessions (each holds a copy of the weights).
 struct OrtRunner {
     signature: GraphSignature,
-    sessions: Pool<Session>,
+    sessions: Sessions,
+}
+
+/// How a graph's calls get sessions.
+enum Sessions {
+    /// Every call takes a session of the graph's threads.
+    Shared(Pool<Session>),
+    /// A call that finds the graph idle takes the one session of the
+    /// graph's threads; calls that meet others take single-threaded ones.
+    Lanes {
+        lanes: Lanes,
+        wide: Pool<Session>,
+        narrow: Pool<Session>,
+    },
 }
 
 fn to_ort(t: &NnTensor, spec: &TensorSpec) -> ort::Result<DynValue> {
@@ -302,8 +347,23 @@ impl Runner for OrtRunner {
             .map(|(t, spec)| to_ort(t, spec).map(|v| (spec.name.clone(), v)))
             .collect::<ort::Result<Vec<_>>>()
             .map_err(|e| invalid(e.to_string()))?;
-        let mut session = self
-            .sessions
+        let (_lane, pool) = match &self.sessions {
+            Sessions::Shared(pool) => (None, pool),
+            Sessions::Lanes {
+                lanes,
+                wide,
+                narrow,
+            } => {
+                let lane = lanes.enter();
+                let pool = if lane.lane() == Lane::Wide {
+                    wide
+                } else {
+                    narrow
+                };
+                (Some(lane), pool)
+            }
+        };
+        let mut session = pool
             .take()
             .map_err(|e| backend_failure("cannot create an ONNX Runtime session", e))?;
         self.run_session(session.get(), values)
