@@ -106,15 +106,13 @@ impl<T> Pool<T> {
         max: usize,
         make: impl Fn() -> Result<T, String> + Send + Sync + 'static,
     ) -> Self {
-        Self {
-            max: max.max(1),
-            make: Box::new(make),
-            state: Mutex::new(PoolState {
-                free: vec![first],
-                created: 1,
-            }),
-            returned: Condvar::new(),
+        let pool = Self::empty(max, make);
+        {
+            let mut st = pool.state.lock().unwrap_or_else(|e| e.into_inner());
+            st.free.push(first);
+            st.created = 1;
         }
+        pool
     }
 
     /// An empty pool: its first object is made on the first [`Pool::take`].
@@ -220,7 +218,7 @@ struct LaneState {
 /// its threads meet at a barrier after every one, so a small call spends
 /// much of its time waiting there; two calls of one thread each, side by
 /// side, do the same work with no barriers. Measured (2 cores, 8 clients
-/// of one passage each): the cross-encoder 1.5-1.7k passages/s on 2
+/// of one passage each): the cross-encoder 1.5-1.7k requests/s on 2
 /// threads against 2.6-2.8k with `--threads 1`, MiniLM 20 against 40
 /// unmerged. But a lone call on one thread leaves a core idle and takes
 /// twice as long. So a call that finds the graph idle, with nobody

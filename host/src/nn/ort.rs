@@ -53,6 +53,11 @@ const CPU_DISABLED_OPTIMIZERS: &str = "SkipLayerNormFusion";
 #[derive(Clone)]
 pub struct OrtLoader {
     threads: usize,
+    /// Narrow lanes per graph ([`Lanes`]), fixed by the options: on the
+    /// CPU, when one call's threads fill the cores, one single-threaded
+    /// session per core (at most [`MAX_SESSIONS_PER_GRAPH`]); otherwise
+    /// none, and concurrent calls each take a session of `threads` threads.
+    narrow_lanes: Option<usize>,
     target: Target,
     /// The prepared form's name ([`super::forms`]): ONNX Runtime's own
     /// optimised model (level 3: fused attention, GELU, layer norm), for
@@ -128,8 +133,12 @@ impl OrtLoader {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
+        let threads = options.threads.max(1);
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         Ok(Self {
-            threads: options.threads.max(1),
+            threads,
+            narrow_lanes: (options.target == Target::Cpu && threads > 1 && threads >= cores)
+                .then(|| cores.min(MAX_SESSIONS_PER_GRAPH)),
             target: options.target,
             form: format!("ort-{library}-cpu-level3-noskipln-mapped"),
         })
@@ -175,16 +184,6 @@ impl OrtLoader {
         Ok(builder)
     }
 
-    /// Narrow lanes ([`Lanes`]) for a graph: on the CPU, when one call's
-    /// threads fill the cores, one single-threaded session per core (at
-    /// most [`MAX_SESSIONS_PER_GRAPH`]); otherwise none, and concurrent
-    /// calls each take a session of `threads` threads.
-    fn narrow_lanes(&self) -> Option<usize> {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        (self.target == Target::Cpu && self.threads > 1 && self.threads >= cores)
-            .then(|| cores.min(MAX_SESSIONS_PER_GRAPH))
-    }
-
     /// The graph of `source`, with its first session.
     fn graph(&self, source: Source) -> Result<(Graph, GraphSignature), String> {
         let first = self.session(&source, self.threads)?;
@@ -205,7 +204,7 @@ impl OrtLoader {
             let (loader, source) = (self.clone(), source.clone());
             move || loader.session(&source, threads)
         };
-        let sessions = match self.narrow_lanes() {
+        let sessions = match self.narrow_lanes {
             Some(narrow) => Sessions::Lanes {
                 lanes: Lanes::new(narrow),
                 wide: Pool::new(first, 1, make(self.threads)),
@@ -248,8 +247,7 @@ fn spec(name: &str, vt: &ValueType) -> Result<TensorSpec, String> {
 
 impl GraphLoader for OrtLoader {
     fn concurrent_calls(&self, cores: usize, threads: usize) -> usize {
-        self.narrow_lanes()
-            .unwrap_or_else(|| cores / threads.max(1))
+        self.narrow_lanes.unwrap_or_else(|| cores / threads.max(1))
     }
 
     fn load(&self, _name: &str, bytes: &[u8]) -> Result<(Graph, GraphSignature), String> {
